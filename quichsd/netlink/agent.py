@@ -1,0 +1,291 @@
+"""The netlink handshake agent: READY -> ACCEPT -> handler -> DONE, on one event loop.
+
+Concurrency model:
+
+* one *reader* task reads the ``tlshd`` multicast group and never waits on anything but
+  the socket: a READY (handler class 1) or a receive error only sets a "drain" flag;
+* one *drainer* task sends ACCEPT until the kernel answers ``EAGAIN`` (nothing pending),
+  because READY is sent once per request and may be lost (multicast overrun) or folded
+  into another; it also drains once at start-up for requests submitted before us;
+* each accepted request runs in its own task; at most ``max_in_flight`` at once. At the
+  cap the drainer stops ACCEPTing (the kernel keeps the requests pending) and drains
+  again as soon as a request finishes.
+
+Every accepted fd gets exactly one DONE, from this process (the kernel resolves DONE's
+fd in the sender's fd table), and is closed afterwards on every path. Each request ends
+with one completion line on logger ``quichsd.netlink``::
+
+    handshake for 127.0.0.1:4420 (CLIENTHELLO, PSK) done: status 95 EOPNOTSUPP (socket
+    protocol 6 is not QUIC)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from .. import uapi
+from ..errors import HandshakeError
+from . import codec
+from .codec import AcceptRequest, MalformedMessage
+from .transport import NetlinkTransport
+
+log = logging.getLogger("quichsd.netlink")
+
+DEFAULT_MAX_IN_FLIGHT = 64
+#: (DONE status, REMOTE_AUTH serials, reason for the completion line)
+_Result = tuple[int, tuple[int, ...], str | None]
+_RECV_BACKOFF_MAX = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeOutcome:
+    """What a handler reports: DONE status (positive errno, 0 = success) and, on
+    success, the key serials identifying the peer (REMOTE_AUTH)."""
+
+    status: int
+    remote_auth: tuple[int, ...] = ()
+    reason: str | None = None  # appended to the completion line
+
+
+#: runs one handshake on an accepted QUIC socket; must not close ``sock``
+Handler = Callable[[AcceptRequest, socket.socket], Awaitable[HandshakeOutcome]]
+
+
+def status_text(status: int) -> str:
+    """``95 EOPNOTSUPP``; ``0 OK``."""
+    return f"{status} {errno.errorcode.get(status, 'OK' if status == 0 else 'UNKNOWN')}"
+
+
+def format_peer(sock: socket.socket) -> str:
+    try:
+        addr = sock.getpeername()
+    except OSError as exc:
+        return f"<no peer: {errno.errorcode.get(exc.errno or 0, exc)}>"
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        host, port = addr[0], addr[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return f"unix:{addr!r}" if addr else "<unnamed unix peer>"
+
+
+def _checked_status(status: int) -> tuple[int, str | None]:
+    """A status that is valid on the wire, and a note when it had to be changed."""
+    if 0 <= status <= uapi.MAX_ERRNO:
+        return status, None
+    if -uapi.MAX_ERRNO <= status < 0:
+        return -status, f"handler returned negative status {status}"
+    return errno.EIO, f"handler returned out-of-range status {status}"
+
+
+class HandshakeAgent:
+    """Serve the kernel's handshake requests of handler class ``tlshd``."""
+
+    def __init__(
+        self,
+        transport: NetlinkTransport,
+        handler: Handler,
+        *,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        self._transport = transport
+        self._handler = handler
+        self._max_in_flight = max_in_flight
+        self._requests: set[asyncio.Task[None]] = set()
+        self._drain_wanted = asyncio.Event()
+        self._capped = False
+        self._service: list[asyncio.Task[None]] = []
+        self._accepting = True
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._requests)
+
+    async def start(self) -> None:
+        """Join the group, then start reading and drain once.
+
+        Raises :class:`~quichsd.netlink.transport.HandshakeFamilyUnavailable` when the
+        kernel has no ``handshake`` family.
+        """
+        await self._transport.open()
+        self._drain_wanted.set()  # requests submitted before we joined
+        self._service = [
+            asyncio.create_task(self._read_loop(), name="netlink-reader"),
+            asyncio.create_task(self._drain_loop(), name="netlink-drainer"),
+        ]
+
+    async def wait_idle(self) -> None:
+        """Return once no request is in flight and no drain is pending (for tests)."""
+        while self._requests or self._drain_wanted.is_set():
+            await asyncio.sleep(0.005)
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop accepting; let requests in flight finish (cancelled after ``timeout``,
+        which still answers DONE and closes their fds); close the transport."""
+        self._accepting = False
+        for task in self._service:
+            task.cancel()
+        await asyncio.gather(*self._service, return_exceptions=True)
+        pending = set(self._requests)
+        if pending:
+            _done, late = await asyncio.wait(pending, timeout=timeout)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        await self._transport.close()
+
+    # --- multicast side ---------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        failures = 0
+        while True:
+            try:
+                batch = await self._transport.recv()
+            except OSError as exc:
+                failures += 1
+                name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+                log.warning("netlink receive error %s (%s): draining pending requests", name, exc)
+                self._drain_wanted.set()
+                if failures > 1:
+                    await asyncio.sleep(min(0.05 * 2 ** (failures - 2), _RECV_BACKOFF_MAX))
+                continue
+            failures = 0
+            for data in batch:
+                self._on_multicast(data)
+
+    def _on_multicast(self, data: bytes) -> None:
+        err = codec.decode_error(data)
+        if err is not None:  # stray ACK (0) or error on the multicast socket
+            if err:
+                log.debug("netlink: error message %s on the multicast socket", status_text(err))
+            return
+        try:
+            msg = codec.parse_message(data)
+            if msg.nl_type != self._transport.family_id:
+                log.debug("netlink: ignoring message type %d", msg.nl_type)
+                return
+            handler_class = codec.decode_ready(msg)
+        except MalformedMessage as exc:
+            log.warning("netlink: ignoring malformed READY: %s", exc)
+            return
+        if handler_class != uapi.HANDSHAKE_HANDLER_CLASS_TLSHD:
+            log.debug("netlink: ignoring READY for handler class %s", handler_class)
+            return
+        self._drain_wanted.set()
+
+    # --- ACCEPT side ------------------------------------------------------------------
+
+    async def _drain_loop(self) -> None:
+        body = codec.encode_accept_request()
+        while True:
+            await self._drain_wanted.wait()
+            self._drain_wanted.clear()
+            while self._accepting:
+                if len(self._requests) >= self._max_in_flight:
+                    self._capped = True  # resume when a request finishes
+                    break
+                try:
+                    replies = await self._transport.request(body, codec.NLM_F_REQUEST)
+                except OSError as exc:
+                    if exc.errno == errno.EAGAIN:
+                        log.debug(
+                            "netlink: ACCEPT -> EAGAIN (nothing pending, or another agent won)"
+                        )
+                    elif exc.errno == errno.EPERM:
+                        log.error("netlink: ACCEPT -> EPERM: the agent needs CAP_NET_ADMIN")
+                    else:
+                        log.error("netlink: ACCEPT failed: %s", exc)
+                    break
+                if not replies:
+                    log.error("netlink: ACCEPT answered without a reply message")
+                    break
+                for reply in replies:
+                    self._spawn(reply)
+
+    def _spawn(self, reply: bytes) -> None:
+        task = asyncio.create_task(self._serve(reply), name="handshake-request")
+        self._requests.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._requests.discard(task)
+        if self._capped and self._accepting:
+            self._capped = False
+            self._drain_wanted.set()
+
+    # --- one request ------------------------------------------------------------------
+
+    async def _serve(self, reply: bytes) -> None:
+        """Answer exactly one DONE for the fd in ``reply`` and close it, whatever happens."""
+        request: AcceptRequest | None = None
+        try:
+            request = codec.decode_accept_reply(codec.parse_message(reply))
+            sockfd = request.sockfd
+        except MalformedMessage as exc:
+            if exc.sockfd is None:
+                log.error("netlink: malformed ACCEPT reply without a usable SOCKFD: %s", exc)
+                return
+            sockfd = exc.sockfd
+            result: _Result = (exc.status, (), f"malformed ACCEPT reply: {exc}")
+        sock: socket.socket | None = None
+        try:
+            try:
+                sock = socket.socket(fileno=sockfd)
+            except OSError as exc:
+                result = (errno.EINVAL, (), f"accepted fd {sockfd} is not a usable socket: {exc}")
+            else:
+                if request is not None:
+                    result = await self._run(request, sock)
+            await self._answer(sockfd, sock, request, result)
+        finally:
+            if sock is not None:
+                sock.close()
+            else:
+                with contextlib.suppress(OSError):
+                    os.close(sockfd)
+
+    async def _run(self, request: AcceptRequest, sock: socket.socket) -> _Result:
+        proto = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL)
+        if proto != uapi.IPPROTO_QUIC:
+            return errno.EOPNOTSUPP, (), f"socket protocol {proto} is not QUIC"
+        try:
+            outcome = await self._handler(request, sock)
+        except HandshakeError as exc:
+            return exc.status, (), f"{type(exc).__name__}: {exc}"
+        except Exception as exc:
+            log.exception("handshake handler raised on fd %d", request.sockfd)
+            return errno.EIO, (), f"handler raised {type(exc).__name__}: {exc}"
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # still answer DONE below; the task then ends normally
+            return errno.EIO, (), "agent shutting down"
+        status, note = _checked_status(outcome.status)
+        reason = "; ".join(r for r in (outcome.reason, note) if r) or None
+        return status, outcome.remote_auth if status == 0 else (), reason
+
+    async def _answer(
+        self,
+        sockfd: int,
+        sock: socket.socket | None,
+        request: AcceptRequest | None,
+        result: _Result,
+    ) -> None:
+        status, remote_auth, reason = result
+        peer = format_peer(sock) if sock is not None else "<unknown peer>"
+        what = f"{request.message_type.name}, {request.auth_mode.name}" if request else "UNKNOWN"
+        line = f"handshake for {peer} ({what}) done: status {status_text(status)}"
+        log.info("%s%s", line, f" ({reason})" if reason else "")
+        try:
+            body = codec.encode_done(status, sockfd, remote_auth)
+            await self._transport.request(body, codec.NLM_F_REQUEST | codec.NLM_F_ACK)
+        except (OSError, ValueError) as exc:
+            name = errno.errorcode.get(getattr(exc, "errno", 0) or 0, "")
+            log.warning("netlink: DONE for %s (fd %d) failed: %s %s", peer, sockfd, name, exc)
