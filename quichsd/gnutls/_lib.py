@@ -1,0 +1,309 @@
+"""ctypes binding of the GnuTLS (>= 3.7.2) calls quichsd uses, and nothing else.
+
+Rules (python-ecosystem.md §1.6): a private ``CDLL`` (no shared cached function objects);
+``gnutls_datum_t.size`` is ``unsigned int``; binary pointers are ``c_void_p`` (``c_char_p``
+stops at NUL); ``gnutls_free``/``gnutls_malloc`` are exported *variables*; every
+``CFUNCTYPE`` object must stay referenced as long as C may call it; callbacks must never
+let an exception reach C (see :mod:`quichsd.gnutls.callbacks`).
+"""
+
+from __future__ import annotations
+
+import ctypes as C
+from typing import Any
+
+from ..errors import GnuTLSError
+
+_lib = C.CDLL("libgnutls.so.30")
+
+session_t = C.c_void_p
+buffer_t = C.c_void_p
+
+
+class datum_t(C.Structure):
+    _fields_ = [("data", C.c_void_p), ("size", C.c_uint)]
+
+
+class OwnedDatum:
+    """``bytes`` copied into C memory we own, and a datum pointing at it.
+
+    Keep the object alive while GnuTLS may read the datum; ``wipe()`` zeroes the copy
+    (used for key material).
+    """
+
+    __slots__ = ("buf", "datum")
+
+    def __init__(self, data: bytes) -> None:
+        self.buf = C.create_string_buffer(data, max(len(data), 1))
+        self.datum = datum_t(C.cast(self.buf, C.c_void_p), len(data))
+
+    def ref(self) -> Any:
+        return C.byref(self.datum)
+
+    def wipe(self) -> None:
+        C.memset(self.buf, 0, len(self.buf))
+
+
+def datum_bytes(d: datum_t) -> bytes:
+    if not d.data or not d.size:
+        return b""
+    return C.string_at(d.data, d.size)
+
+
+# --- constants (gnutls.h 3.7.9) --------------------------------------------------------
+GNUTLS_SERVER = 1
+GNUTLS_CLIENT = 1 << 1
+GNUTLS_ENABLE_EARLY_DATA = 1 << 20
+GNUTLS_NO_AUTO_SEND_TICKET = 1 << 21
+GNUTLS_NO_END_OF_EARLY_DATA = 1 << 22
+
+GNUTLS_E_SUCCESS = 0
+GNUTLS_E_AGAIN = -28
+GNUTLS_E_INTERRUPTED = -52
+GNUTLS_E_INSUFFICIENT_CREDENTIALS = -32
+GNUTLS_E_KEYFILE_ERROR = -31
+GNUTLS_E_MEMORY_ERROR = -25
+GNUTLS_E_NO_CERTIFICATE_FOUND = -49
+GNUTLS_E_INTERNAL_ERROR = -59
+GNUTLS_E_CERTIFICATE_REQUIRED = -112
+GNUTLS_E_USER_ERROR = -320
+GNUTLS_E_NO_APPLICATION_PROTOCOL = -344
+GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR = -348
+GNUTLS_E_MISSING_EXTENSION = -427
+GNUTLS_E_DB_ENTRY_EXISTS = -428
+
+GNUTLS_CRD_CERTIFICATE = 1
+GNUTLS_CRD_PSK = 4
+GNUTLS_X509_FMT_DER = 0
+GNUTLS_X509_FMT_PEM = 1
+GNUTLS_NAME_DNS = 1
+GNUTLS_ALPN_MANDATORY = 1
+GNUTLS_PSK_KEY_RAW = 0
+GNUTLS_CRT_X509 = 1
+GNUTLS_PKCS_PLAIN = 1
+
+GNUTLS_EXT_TLS = 2
+GNUTLS_EXT_FLAG_CLIENT_HELLO = 1 << 1
+GNUTLS_EXT_FLAG_EE = 1 << 4
+GNUTLS_EXT_FLAG_TLS = 1 << 7
+
+GNUTLS_HANDSHAKE_CLIENT_HELLO = 1
+GNUTLS_HANDSHAKE_KEY_UPDATE = 24
+GNUTLS_HOOK_POST = 1
+
+GNUTLS_SFLAGS_EARLY_DATA = 1 << 10
+
+GNUTLS_CERT_IGNORE = 0
+GNUTLS_CERT_REQUEST = 1
+GNUTLS_CERT_REQUIRE = 2
+
+GNUTLS_CERT_INVALID = 1 << 1
+GNUTLS_CERT_REVOKED = 1 << 5
+GNUTLS_CERT_SIGNER_NOT_FOUND = 1 << 6
+GNUTLS_CERT_SIGNER_NOT_CA = 1 << 7
+GNUTLS_CERT_INSECURE_ALGORITHM = 1 << 8
+GNUTLS_CERT_NOT_ACTIVATED = 1 << 9
+GNUTLS_CERT_EXPIRED = 1 << 10
+GNUTLS_CERT_UNEXPECTED_OWNER = 1 << 14
+GNUTLS_CERT_PURPOSE_MISMATCH = 1 << 18
+
+# encryption levels (gnutls_record_encryption_level_t) -- NOT the kernel's numbering
+GNUTLS_ENCRYPTION_LEVEL_INITIAL = 0
+GNUTLS_ENCRYPTION_LEVEL_EARLY = 1
+GNUTLS_ENCRYPTION_LEVEL_HANDSHAKE = 2
+GNUTLS_ENCRYPTION_LEVEL_APPLICATION = 3
+
+# cipher ids (gnutls_cipher_algorithm_t)
+GNUTLS_CIPHER_AES_128_GCM = 10
+GNUTLS_CIPHER_AES_256_GCM = 11
+GNUTLS_CIPHER_AES_128_CCM = 19
+GNUTLS_CIPHER_CHACHA20_POLY1305 = 23
+
+# --- callback types ------------------------------------------------------------------------
+read_func_t = C.CFUNCTYPE(C.c_int, session_t, C.c_int, C.c_int, C.c_void_p, C.c_size_t)
+secret_func_t = C.CFUNCTYPE(C.c_int, session_t, C.c_int, C.c_void_p, C.c_void_p, C.c_size_t)
+alert_read_func_t = C.CFUNCTYPE(C.c_int, session_t, C.c_int, C.c_int, C.c_int)
+ext_recv_func_t = C.CFUNCTYPE(C.c_int, session_t, C.c_void_p, C.c_size_t)
+ext_send_func_t = C.CFUNCTYPE(C.c_int, session_t, buffer_t)
+hook_func_t = C.CFUNCTYPE(C.c_int, session_t, C.c_uint, C.c_uint, C.c_uint, C.POINTER(datum_t))
+db_add_func_t = C.CFUNCTYPE(C.c_int, C.c_void_p, C.c_int64, C.POINTER(datum_t), C.POINTER(datum_t))
+psk_server_func2_t = C.CFUNCTYPE(C.c_int, session_t, C.POINTER(datum_t), C.POINTER(datum_t))
+keylog_func_t = C.CFUNCTYPE(C.c_int, session_t, C.c_char_p, C.POINTER(datum_t))
+log_func_t = C.CFUNCTYPE(None, C.c_int, C.c_char_p)
+
+
+def _fn(name: str, restype: Any, *argtypes: Any) -> Any:
+    f = _lib[name]
+    f.restype = restype
+    f.argtypes = list(argtypes)
+    return f
+
+
+_P = C.POINTER
+_VP = C.c_void_p
+_I = C.c_int
+_U = C.c_uint
+
+gnutls_check_version = _fn("gnutls_check_version", C.c_char_p, C.c_char_p)
+gnutls_strerror = _fn("gnutls_strerror", C.c_char_p, _I)
+gnutls_error_is_fatal = _fn("gnutls_error_is_fatal", _I, _I)
+gnutls_alert_get_name = _fn("gnutls_alert_get_name", C.c_char_p, _I)
+gnutls_global_set_log_level = _fn("gnutls_global_set_log_level", None, _I)
+gnutls_global_set_log_function = _fn("gnutls_global_set_log_function", None, log_func_t)
+
+# sessions
+gnutls_init = _fn("gnutls_init", _I, _P(session_t), _U)
+gnutls_deinit = _fn("gnutls_deinit", None, session_t)
+gnutls_priority_init2 = _fn("gnutls_priority_init2", _I, _P(_VP), C.c_char_p, _P(C.c_char_p), _U)
+gnutls_priority_deinit = _fn("gnutls_priority_deinit", None, _VP)
+gnutls_priority_set = _fn("gnutls_priority_set", _I, session_t, _VP)
+gnutls_credentials_set = _fn("gnutls_credentials_set", _I, session_t, _I, _VP)
+gnutls_server_name_set = _fn("gnutls_server_name_set", _I, session_t, _I, C.c_char_p, C.c_size_t)
+gnutls_session_set_verify_cert = _fn("gnutls_session_set_verify_cert", None, session_t, _VP, _U)
+gnutls_session_get_verify_cert_status = _fn("gnutls_session_get_verify_cert_status", _U, session_t)
+gnutls_certificate_verification_status_print = _fn(
+    "gnutls_certificate_verification_status_print", _I, _U, _I, _P(datum_t), _U
+)
+gnutls_certificate_server_set_request = _fn(
+    "gnutls_certificate_server_set_request", None, session_t, _I
+)
+gnutls_certificate_get_peers = _fn("gnutls_certificate_get_peers", _P(datum_t), session_t, _P(_U))
+gnutls_alpn_set_protocols = _fn("gnutls_alpn_set_protocols", _I, session_t, _P(datum_t), _U, _U)
+gnutls_alpn_get_selected_protocol = _fn(
+    "gnutls_alpn_get_selected_protocol", _I, session_t, _P(datum_t)
+)
+gnutls_handshake = _fn("gnutls_handshake", _I, session_t)
+gnutls_handshake_write = _fn("gnutls_handshake_write", _I, session_t, _I, _VP, C.c_size_t)
+gnutls_handshake_set_read_function = _fn(
+    "gnutls_handshake_set_read_function", None, session_t, read_func_t
+)
+gnutls_handshake_set_secret_function = _fn(
+    "gnutls_handshake_set_secret_function", None, session_t, secret_func_t
+)
+gnutls_alert_set_read_function = _fn(
+    "gnutls_alert_set_read_function", None, session_t, alert_read_func_t
+)
+gnutls_handshake_set_hook_function = _fn(
+    "gnutls_handshake_set_hook_function", None, session_t, _U, _I, hook_func_t
+)
+gnutls_session_ext_register = _fn(
+    "gnutls_session_ext_register",
+    _I,
+    session_t,
+    C.c_char_p,
+    _I,
+    _I,
+    ext_recv_func_t,
+    ext_send_func_t,
+    _VP,
+    _VP,
+    _VP,
+    _U,
+)
+gnutls_buffer_append_data = _fn("gnutls_buffer_append_data", _I, buffer_t, _VP, C.c_size_t)
+gnutls_alert_send_appropriate = _fn("gnutls_alert_send_appropriate", _I, session_t, _I)
+gnutls_cipher_get = _fn("gnutls_cipher_get", _I, session_t)
+gnutls_early_cipher_get = _fn("gnutls_early_cipher_get", _I, session_t)
+gnutls_group_get = _fn("gnutls_group_get", _I, session_t)
+gnutls_group_get_name = _fn("gnutls_group_get_name", C.c_char_p, _I)
+gnutls_session_is_resumed = _fn("gnutls_session_is_resumed", _I, session_t)
+gnutls_session_get_flags = _fn("gnutls_session_get_flags", _U, session_t)
+gnutls_session_get_random = _fn(
+    "gnutls_session_get_random", None, session_t, _P(datum_t), _P(datum_t)
+)
+gnutls_session_set_keylog_function = _fn(
+    "gnutls_session_set_keylog_function", None, session_t, keylog_func_t
+)
+
+# tickets, resumption, early data
+gnutls_session_ticket_key_generate = _fn("gnutls_session_ticket_key_generate", _I, _P(datum_t))
+gnutls_session_ticket_enable_server = _fn(
+    "gnutls_session_ticket_enable_server", _I, session_t, _P(datum_t)
+)
+gnutls_session_ticket_send = _fn("gnutls_session_ticket_send", _I, session_t, _U, _U)
+gnutls_session_get_data2 = _fn("gnutls_session_get_data2", _I, session_t, _P(datum_t))
+gnutls_session_set_data = _fn("gnutls_session_set_data", _I, session_t, _VP, C.c_size_t)
+gnutls_record_set_max_early_data_size = _fn(
+    "gnutls_record_set_max_early_data_size", _I, session_t, C.c_size_t
+)
+gnutls_anti_replay_init = _fn("gnutls_anti_replay_init", _I, _P(_VP))
+gnutls_anti_replay_deinit = _fn("gnutls_anti_replay_deinit", None, _VP)
+gnutls_anti_replay_set_window = _fn("gnutls_anti_replay_set_window", None, _VP, _U)
+gnutls_anti_replay_enable = _fn("gnutls_anti_replay_enable", None, session_t, _VP)
+gnutls_anti_replay_set_add_function = _fn(
+    "gnutls_anti_replay_set_add_function", None, _VP, db_add_func_t
+)
+
+# certificate credentials
+gnutls_certificate_allocate_credentials = _fn(
+    "gnutls_certificate_allocate_credentials", _I, _P(_VP)
+)
+gnutls_certificate_free_credentials = _fn("gnutls_certificate_free_credentials", None, _VP)
+gnutls_certificate_set_x509_key_mem2 = _fn(
+    "gnutls_certificate_set_x509_key_mem2", _I, _VP, _P(datum_t), _P(datum_t), _I, C.c_char_p, _U
+)
+gnutls_certificate_set_x509_trust_mem = _fn(
+    "gnutls_certificate_set_x509_trust_mem", _I, _VP, _P(datum_t), _I
+)
+gnutls_certificate_set_x509_system_trust = _fn("gnutls_certificate_set_x509_system_trust", _I, _VP)
+gnutls_certificate_set_x509_crl_mem = _fn(
+    "gnutls_certificate_set_x509_crl_mem", _I, _VP, _P(datum_t), _I
+)
+
+# PSK credentials
+gnutls_psk_allocate_client_credentials = _fn("gnutls_psk_allocate_client_credentials", _I, _P(_VP))
+gnutls_psk_free_client_credentials = _fn("gnutls_psk_free_client_credentials", None, _VP)
+gnutls_psk_set_client_credentials = _fn(
+    "gnutls_psk_set_client_credentials", _I, _VP, C.c_char_p, _P(datum_t), _I
+)
+gnutls_psk_allocate_server_credentials = _fn("gnutls_psk_allocate_server_credentials", _I, _P(_VP))
+gnutls_psk_free_server_credentials = _fn("gnutls_psk_free_server_credentials", None, _VP)
+gnutls_psk_set_server_credentials_function2 = _fn(
+    "gnutls_psk_set_server_credentials_function2", None, _VP, psk_server_func2_t
+)
+
+# exported variables holding the allocator
+gnutls_free = C.CFUNCTYPE(None, _VP).in_dll(_lib, "gnutls_free")
+gnutls_malloc = C.CFUNCTYPE(_VP, C.c_size_t).in_dll(_lib, "gnutls_malloc")
+
+
+def version() -> str:
+    v = gnutls_check_version(None)
+    return str(v.decode()) if v else "unknown"
+
+
+def strerror(code: int) -> str:
+    s = gnutls_strerror(code)
+    return str(s.decode()) if s else f"GnuTLS error {code}"
+
+
+def alert_name(desc: int) -> str:
+    s = gnutls_alert_get_name(desc)
+    return str(s.decode()) if s else f"alert {desc}"
+
+
+def check(ret: int, what: str) -> int:
+    """Raise :class:`GnuTLSError` for a negative GnuTLS return code."""
+    if ret < 0:
+        raise GnuTLSError(what, ret, strerror(ret))
+    return ret
+
+
+def take_datum(d: datum_t) -> bytes:
+    """Copy a GnuTLS-allocated datum and free it."""
+    try:
+        return datum_bytes(d)
+    finally:
+        if d.data:
+            gnutls_free(d.data)
+            d.data = None
+            d.size = 0
+
+
+def malloc_copy(data: bytes) -> datum_t:
+    """A datum whose memory GnuTLS owns (for callbacks that hand keys to GnuTLS)."""
+    p = gnutls_malloc(max(len(data), 1))
+    if not p:
+        raise MemoryError("gnutls_malloc failed")
+    C.memmove(p, data, len(data))
+    return datum_t(p, len(data))

@@ -1,0 +1,77 @@
+"""The QUIC socket contract: the subset of ``socket.socket`` a handshake needs.
+
+A kernel ``IPPROTO_QUIC`` socket *is* a :class:`QuicSocket` (``socket.socket`` has all of
+these methods with these signatures). Userspace stacks (``quichsd.userspace``) implement
+the same calls and decode the same bytes, so the driver cannot tell them apart.
+
+Contract (as the lxin/quic kernel module behaves, kernel-interfaces.md §2):
+
+* ``fileno()`` becomes readable when ``recvmsg`` has something (data or an event).
+* ``recvmsg(bufsize, ancbufsize, flags)`` never blocks once the socket is non-blocking:
+  it raises ``BlockingIOError`` when there is nothing. Handshake data comes with one
+  ``(SOL_QUIC, QUIC_HANDSHAKE_INFO, bytes([level]))`` cmsg; partial reads are allowed;
+  ``MSG_CTRUNC`` in flags when the control buffer was too small; ``b""`` with no cmsg
+  means the connection was closed.
+* ``sendmsg([data], [(SOL_QUIC, QUIC_HANDSHAKE_INFO, bytes([level]))], flags)`` sends one
+  handshake message at that level; ``MSG_MORE`` delays transmission.
+* ``getsockopt(SOL_QUIC, opt, buflen)`` returns bytes; ``setsockopt(SOL_QUIC, opt, bytes)``.
+  Errors are ``OSError`` with the kernel's errno.
+* ``getsockopt(SOL_SOCKET, SO_PROTOCOL)`` returns 261 for a QUIC socket.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable
+from typing import Any, Protocol, runtime_checkable
+
+from . import uapi
+
+Ancillary = list[tuple[int, int, bytes]]
+
+#: control-buffer size for one handshake-info cmsg (CMSG_SPACE(1) = 24 on x86-64);
+#: we allow 8 payload bytes so older kernels that padded the struct fit too.
+HANDSHAKE_INFO_CMSG_SPACE = socket.CMSG_SPACE(8)
+
+
+@runtime_checkable
+class QuicSocket(Protocol):
+    def fileno(self) -> int: ...
+
+    def getsockopt(self, level: int, optname: int, buflen: int = ..., /) -> Any: ...
+
+    def setsockopt(self, level: int, optname: int, value: bytes, /) -> None: ...
+
+    def sendmsg(
+        self,
+        buffers: Iterable[bytes],
+        ancdata: Iterable[tuple[int, int, bytes]] = ...,
+        flags: int = ...,
+        address: Any = ...,
+        /,
+    ) -> int: ...
+
+    def recvmsg(
+        self, bufsize: int, ancbufsize: int = ..., flags: int = ..., /
+    ) -> tuple[bytes, Ancillary, int, Any]: ...
+
+    def getpeername(self) -> Any: ...
+
+    def setblocking(self, flag: bool, /) -> None: ...
+
+
+def handshake_cmsg(level: uapi.CryptoLevel) -> tuple[int, int, bytes]:
+    """The ancillary item that tags a handshake message with its crypto level."""
+    return (uapi.SOL_QUIC, uapi.QUIC_HANDSHAKE_INFO, uapi.pack_handshake_info(level))
+
+
+def find_handshake_level(ancdata: Ancillary) -> uapi.CryptoLevel | None:
+    """The level from a ``QUIC_HANDSHAKE_INFO`` cmsg, or None if there is none.
+
+    A cmsg with another level (e.g. the pre-2025 ``IPPROTO_QUIC``) does not count.
+    Raises ValueError for an empty payload or an unknown level number.
+    """
+    for level, ctype, data in ancdata:
+        if level == uapi.SOL_QUIC and ctype == uapi.QUIC_HANDSHAKE_INFO:
+            return uapi.unpack_handshake_info(data)
+    return None

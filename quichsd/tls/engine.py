@@ -1,0 +1,623 @@
+"""The sans-IO TLS 1.3 engine for QUIC: one GnuTLS session per handshake, no I/O.
+
+In: ``receive(level, bytes)`` of handshake data the QUIC stack received (kernel level
+numbering). Out: :mod:`quichsd.tls.events`, in the order they must be acted on, from
+``events()``. A fatal failure raises a :class:`~quichsd.errors.HandshakeError` whose
+``alert`` is the TLS alert to send as QUIC ``CONNECTION_CLOSE 0x100 + alert``; output
+queued before the failure is discarded.
+
+Rules from the research that hold here (python-ecosystem.md §1.6, kernel-interfaces.md §3):
+
+1. ``%DISABLE_TLS13_COMPAT_MODE`` is always in the priority string.
+2. ``gnutls_handshake()`` is never called again after it returned 0; post-handshake
+   messages (NewSessionTicket) go through ``gnutls_handshake_write`` only.
+3. KeyUpdate messages GnuTLS wants to send are dropped (QUIC has its own key update).
+4. A server that accepts 0-RTT advertises ``max_early_data_size`` 0xffffffff and uses the
+   process-wide anti-replay context (with a real add function).
+5. A peer without the transport-parameters extension (0x39) is refused with
+   ``missing_extension`` (109).
+6. Callbacks only record; an exception inside one is captured, GnuTLS gets an error
+   code, and the exception is re-raised after the C call returns.
+7. Secrets are never logged and never appear in a repr.
+"""
+
+from __future__ import annotations
+
+import ctypes as C
+import enum
+import ipaddress
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import (
+    HandshakeError,
+    KeyRejected,
+    LocalError,
+    MissingTransportParams,
+    PeerRejected,
+    ProtocolViolation,
+)
+from ..gnutls import _lib as L
+from ..gnutls.creds import (
+    AntiReplay,
+    CertificateCredentials,
+    PriorityCache,
+    PskClientCredentials,
+    PskLookup,
+    PskServerCredentials,
+)
+from ..uapi import CertRequest, Cipher, CryptoLevel
+from .events import (
+    AlertSent,
+    AlpnSelected,
+    CryptoData,
+    Event,
+    HandshakeComplete,
+    PeerTransportParams,
+    Secret,
+    SessionData,
+)
+
+TP_EXTENSION = 0x39
+#: cap on handshake bytes accepted from one peer (RFC 9000 §7.5 lets us choose; the
+#: largest legitimate flight is a long certificate chain)
+MAX_HANDSHAKE_BYTES = 128 * 1024
+
+_TO_GNUTLS_LEVEL = {
+    CryptoLevel.INITIAL: L.GNUTLS_ENCRYPTION_LEVEL_INITIAL,
+    CryptoLevel.EARLY: L.GNUTLS_ENCRYPTION_LEVEL_EARLY,
+    CryptoLevel.HANDSHAKE: L.GNUTLS_ENCRYPTION_LEVEL_HANDSHAKE,
+    CryptoLevel.APP: L.GNUTLS_ENCRYPTION_LEVEL_APPLICATION,
+}
+_FROM_GNUTLS_LEVEL = {v: k for k, v in _TO_GNUTLS_LEVEL.items()}
+
+_FROM_GNUTLS_CIPHER = {
+    L.GNUTLS_CIPHER_AES_128_GCM: Cipher.AES_GCM_128,
+    L.GNUTLS_CIPHER_AES_256_GCM: Cipher.AES_GCM_256,
+    L.GNUTLS_CIPHER_AES_128_CCM: Cipher.AES_CCM_128,
+    L.GNUTLS_CIPHER_CHACHA20_POLY1305: Cipher.CHACHA20_POLY1305,
+}
+
+#: GnuTLS priority token per kernel cipher number
+CIPHER_TOKEN = {
+    Cipher.AES_GCM_128: "AES-128-GCM",
+    Cipher.AES_GCM_256: "AES-256-GCM",
+    Cipher.AES_CCM_128: "AES-128-CCM",
+    Cipher.CHACHA20_POLY1305: "CHACHA20-POLY1305",
+}
+DEFAULT_CIPHERS = (
+    Cipher.AES_GCM_128,
+    Cipher.AES_GCM_256,
+    Cipher.CHACHA20_POLY1305,
+    Cipher.AES_CCM_128,
+)
+
+# TLS alert descriptions we choose ourselves
+ALERT_UNEXPECTED_MESSAGE = 10
+ALERT_BAD_CERTIFICATE = 42
+ALERT_CERTIFICATE_REVOKED = 44
+ALERT_CERTIFICATE_EXPIRED = 45
+ALERT_UNKNOWN_CA = 48
+ALERT_INTERNAL_ERROR = 80
+ALERT_MISSING_EXTENSION = 109
+ALERT_UNKNOWN_PSK_IDENTITY = 115
+ALERT_NO_APPLICATION_PROTOCOL = 120
+
+
+class Role(enum.Enum):
+    CLIENT = "client"
+    SERVER = "server"
+
+
+class Auth(enum.Enum):
+    X509 = "x509"
+    PSK = "psk"
+    UNAUTH = "unauth"
+
+
+class ResumptionKx(enum.Enum):
+    """Key exchange on resumption: psk_dhe_ke (forward secret) or psk_ke (cheaper)."""
+
+    PSK_DHE = "psk_dhe"
+    PSK = "psk"
+
+
+Keylog = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    role: Role
+    auth: Auth = Auth.X509
+    alpns: tuple[bytes, ...] = ()
+    #: allowed ciphers in preference order; empty = all four
+    ciphers: tuple[Cipher, ...] = ()
+    #: GnuTLS group names (``X25519``, ``SECP256R1``...) in preference order; empty = default
+    groups: tuple[str, ...] = ()
+    #: our transport-parameters extension body; None sends none (only tests want that)
+    transport_params: bytes | None = b""
+    #: client: SNI and the name verified in the server certificate
+    peer_name: str | None = None
+    #: verify the peer's certificate chain (client: always sensible; server: client certs)
+    verify_peer: bool = True
+    cert_request: CertRequest = CertRequest.IGNORE
+    x509: CertificateCredentials | None = None
+    psk_identity: str | None = None
+    psk_key: bytes | None = field(default=None, repr=False)
+    psk_lookup: PskLookup | None = None
+    session_data: bytes | None = field(default=None, repr=False)
+    ticket_key: bytes | None = field(default=None, repr=False)
+    early_data: bool = True
+    resumption_kx: ResumptionKx = ResumptionKx.PSK_DHE
+    anti_replay: AntiReplay | None = None
+    priorities: PriorityCache | None = None
+    #: receives NSS key-log lines (debugging only; off unless explicitly configured)
+    keylog: Keylog | None = None
+
+
+def priority_string(cfg: EngineConfig) -> str:
+    """The GnuTLS priority string for ``cfg`` (pure; cached per distinct value)."""
+    parts = ["%DISABLE_TLS13_COMPAT_MODE", "NORMAL", "-VERS-ALL", "+VERS-TLS1.3", "-CIPHER-ALL"]
+    parts += ["+" + CIPHER_TOKEN[c] for c in (cfg.ciphers or DEFAULT_CIPHERS)]
+    if cfg.groups:
+        parts.append("-GROUP-ALL")
+        parts += ["+GROUP-" + g for g in cfg.groups]
+    if cfg.auth is Auth.PSK or cfg.resumption_kx is ResumptionKx.PSK:
+        parts += ["+PSK", "+ECDHE-PSK", "+DHE-PSK"]
+    elif cfg.role is Role.SERVER:  # prefer psk_dhe_ke, still resume psk_ke-only clients
+        parts += ["+ECDHE-PSK", "+DHE-PSK", "+PSK"]
+    else:
+        parts += ["+ECDHE-PSK", "+DHE-PSK"]
+    return ":".join(parts)
+
+
+_DEFAULT_PRIORITIES = PriorityCache()
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def verify_alert(status: int) -> int:
+    """The TLS alert that best names a certificate-verification failure (RFC 8446 §6.2)."""
+    if status & L.GNUTLS_CERT_REVOKED:
+        return ALERT_CERTIFICATE_REVOKED
+    if status & (L.GNUTLS_CERT_EXPIRED | L.GNUTLS_CERT_NOT_ACTIVATED):
+        return ALERT_CERTIFICATE_EXPIRED
+    if status & (L.GNUTLS_CERT_SIGNER_NOT_FOUND | L.GNUTLS_CERT_SIGNER_NOT_CA):
+        return ALERT_UNKNOWN_CA
+    return ALERT_BAD_CERTIFICATE
+
+
+class Engine:
+    """One TLS 1.3 handshake for QUIC. Not thread-safe: use from one thread at a time."""
+
+    def __init__(self, cfg: EngineConfig) -> None:
+        self.cfg = cfg
+        self._events: deque[Event] = deque()
+        self._error: HandshakeError | BaseException | None = None  # captured in a callback
+        self._failed: HandshakeError | None = None
+        self._hs_done = False
+        self._app_rx = False
+        self._peer_tp: bytes | None = None
+        self._alpn_sent = False
+        self._alert: int | None = None
+        self._rx_bytes = 0
+        self._psk_identity: str | None = None
+        self._keep: list[Any] = []  # C memory that must outlive the session
+        self._psk_client: PskClientCredentials | None = None
+        self._psk_server: PskServerCredentials | None = None
+        s = L.session_t()
+        L.check(L.gnutls_init(C.byref(s), self._init_flags()), "gnutls_init")
+        self._session: int | None = s.value
+        try:
+            self._configure()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- setup ---------------------------------------------------------------------------
+    def _init_flags(self) -> int:
+        cfg = self.cfg
+        if cfg.role is Role.CLIENT:
+            flags = L.GNUTLS_CLIENT | L.GNUTLS_NO_END_OF_EARLY_DATA
+            if cfg.early_data:
+                flags |= L.GNUTLS_ENABLE_EARLY_DATA
+            return flags
+        flags = L.GNUTLS_SERVER | L.GNUTLS_NO_AUTO_SEND_TICKET | L.GNUTLS_NO_END_OF_EARLY_DATA
+        if cfg.early_data and cfg.ticket_key and cfg.anti_replay is not None:
+            flags |= L.GNUTLS_ENABLE_EARLY_DATA
+        return flags
+
+    def _configure(self) -> None:
+        cfg, s = self.cfg, self._session
+        prio = (cfg.priorities or _DEFAULT_PRIORITIES).get(priority_string(cfg))
+        L.check(L.gnutls_priority_set(s, prio), "set priority")
+        self._set_credentials()
+        if cfg.alpns:
+            bufs = [L.OwnedDatum(a) for a in cfg.alpns]
+            arr = (L.datum_t * len(bufs))(*[b.datum for b in bufs])
+            ret = L.gnutls_alpn_set_protocols(s, arr, len(bufs), L.GNUTLS_ALPN_MANDATORY)
+            L.check(ret, "set ALPN protocols")
+        self._cb_read = L.read_func_t(self._on_read)
+        self._cb_secret = L.secret_func_t(self._on_secret)
+        self._cb_alert = L.alert_read_func_t(self._on_alert)
+        self._cb_tp_recv = L.ext_recv_func_t(self._on_tp_recv)
+        self._cb_tp_send = L.ext_send_func_t(self._on_tp_send)
+        L.gnutls_handshake_set_read_function(s, self._cb_read)
+        L.gnutls_handshake_set_secret_function(s, self._cb_secret)
+        L.gnutls_alert_set_read_function(s, self._cb_alert)
+        ret = L.gnutls_session_ext_register(
+            s,
+            b"QUIC Transport Parameters",
+            TP_EXTENSION,
+            L.GNUTLS_EXT_TLS,
+            self._cb_tp_recv,
+            self._cb_tp_send,
+            None,
+            None,
+            None,
+            L.GNUTLS_EXT_FLAG_TLS | L.GNUTLS_EXT_FLAG_CLIENT_HELLO | L.GNUTLS_EXT_FLAG_EE,
+        )
+        L.check(ret, "register transport-parameters extension")
+        if cfg.keylog is not None:
+            self._cb_keylog = L.keylog_func_t(self._on_keylog)
+            L.gnutls_session_set_keylog_function(s, self._cb_keylog)
+        if cfg.role is Role.CLIENT:
+            self._configure_client()
+        else:
+            self._configure_server()
+
+    def _set_credentials(self) -> None:
+        cfg, s = self.cfg, self._session
+        if cfg.auth is Auth.PSK:
+            if cfg.role is Role.CLIENT:
+                if cfg.psk_identity is None or cfg.psk_key is None:
+                    raise LocalError("PSK client needs an identity and a key")
+                self._psk_client = PskClientCredentials(cfg.psk_identity, cfg.psk_key)
+                L.check(
+                    L.gnutls_credentials_set(s, L.GNUTLS_CRD_PSK, self._psk_client.handle),
+                    "set PSK credentials",
+                )
+            else:
+                if cfg.psk_lookup is None:
+                    raise LocalError("PSK server needs a key lookup")
+                self._psk_server = PskServerCredentials(L.psk_server_func2_t(self._on_psk))
+                L.check(
+                    L.gnutls_credentials_set(s, L.GNUTLS_CRD_PSK, self._psk_server.handle),
+                    "set PSK credentials",
+                )
+        if cfg.x509 is not None:
+            L.check(
+                L.gnutls_credentials_set(s, L.GNUTLS_CRD_CERTIFICATE, cfg.x509.handle),
+                "set certificate credentials",
+            )
+        elif cfg.auth is not Auth.PSK:
+            raise LocalError(
+                f"{cfg.role.value} {cfg.auth.value} handshake needs certificate credentials"
+            )
+        if cfg.role is Role.SERVER and cfg.auth is Auth.X509 and not cfg.x509.has_key:  # type: ignore[union-attr]
+            raise LocalError("server has no certificate and private key")
+
+    def _configure_client(self) -> None:
+        cfg, s = self.cfg, self._session
+        name = cfg.peer_name
+        if name and not _is_ip(name):  # RFC 6066 §3: no SNI for IP literals
+            L.check(
+                L.gnutls_server_name_set(s, L.GNUTLS_NAME_DNS, name.encode(), len(name)), "set SNI"
+            )
+        if cfg.x509 is not None and cfg.verify_peer and cfg.auth is not Auth.PSK:
+            # gnutls_session_set_verify_cert does NOT copy the name (pitfall 10)
+            hostname = C.create_string_buffer(name.encode()) if name else None
+            self._keep.append(hostname)
+            L.gnutls_session_set_verify_cert(
+                s, C.cast(hostname, C.c_void_p) if hostname else None, 0
+            )
+        if cfg.session_data:
+            ret = L.gnutls_session_set_data(s, cfg.session_data, len(cfg.session_data))
+            # corrupt or foreign session data: fall back to a full handshake
+            self.session_data_rejected = ret < 0
+
+    def _configure_server(self) -> None:
+        cfg, s = self.cfg, self._session
+        if cfg.x509 is not None and cfg.auth is not Auth.PSK:
+            L.gnutls_certificate_server_set_request(s, int(cfg.cert_request))
+            if cfg.cert_request is not CertRequest.IGNORE and cfg.verify_peer:
+                L.gnutls_session_set_verify_cert(s, None, 0)
+        if cfg.ticket_key:
+            key = L.OwnedDatum(cfg.ticket_key)
+            try:
+                ret = L.gnutls_session_ticket_enable_server(s, key.ref())
+            finally:
+                key.wipe()
+            L.check(ret, "enable session tickets")
+            if cfg.early_data and cfg.anti_replay is not None:
+                L.check(
+                    L.gnutls_record_set_max_early_data_size(s, 0xFFFFFFFF),
+                    "set max_early_data_size",
+                )
+                cfg.anti_replay.enable(s)  # type: ignore[arg-type]
+        self._cb_hook = L.hook_func_t(self._on_client_hello)
+        L.gnutls_handshake_set_hook_function(
+            s, L.GNUTLS_HANDSHAKE_CLIENT_HELLO, L.GNUTLS_HOOK_POST, self._cb_hook
+        )
+
+    # -- callbacks (record only; never raise into C) ---------------------------------------
+    def _capture(self, exc: BaseException) -> int:
+        if self._error is None:
+            self._error = exc
+        return L.GNUTLS_E_USER_ERROR
+
+    def _on_read(self, _s: int, glevel: int, htype: int, data: int, size: int) -> int:
+        try:
+            if htype == L.GNUTLS_HANDSHAKE_KEY_UPDATE:
+                return 0
+            self._events.append(CryptoData(_FROM_GNUTLS_LEVEL[glevel], C.string_at(data, size)))
+            return 0
+        except BaseException as e:
+            return self._capture(e)
+
+    def _on_secret(self, s: int, glevel: int, rx: int | None, tx: int | None, size: int) -> int:
+        try:
+            if self._hs_done:
+                return 0
+            if size > 48:
+                raise LocalError(f"secret of {size} bytes exceeds the kernel's 48")
+            level = _FROM_GNUTLS_LEVEL[glevel]
+            gcipher = (
+                L.gnutls_early_cipher_get(s)
+                if glevel == L.GNUTLS_ENCRYPTION_LEVEL_EARLY
+                else L.gnutls_cipher_get(s)
+            )
+            cipher = _FROM_GNUTLS_CIPHER.get(gcipher)
+            if cipher is None:
+                raise LocalError(f"negotiated GnuTLS cipher {gcipher} has no kernel equivalent")
+            if glevel == L.GNUTLS_ENCRYPTION_LEVEL_APPLICATION and rx:
+                self._check_transport_params()
+            if tx:
+                self._events.append(Secret(level, True, cipher, C.string_at(tx, size)))
+            if rx:
+                self._events.append(Secret(level, False, cipher, C.string_at(rx, size)))
+            if glevel == L.GNUTLS_ENCRYPTION_LEVEL_APPLICATION and rx:
+                self._app_rx = True
+                if self.cfg.role is Role.SERVER and self.cfg.ticket_key:
+                    L.check(L.gnutls_session_ticket_send(s, 1, 0), "send session ticket")
+            return 0
+        except BaseException as e:
+            return self._capture(e)
+
+    def _on_alert(self, _s: int, _glevel: int, _alevel: int, desc: int) -> int:
+        if self._alert is None:
+            self._alert = desc
+        return 0
+
+    def _on_tp_recv(self, _s: int, data: int, size: int) -> int:
+        try:
+            self._peer_tp = C.string_at(data, size) if size else b""
+            self._events.append(PeerTransportParams(self._peer_tp))
+            return 0
+        except BaseException as e:
+            return self._capture(e)
+
+    def _on_tp_send(self, _s: int, buf: int) -> int:
+        try:
+            tp = self.cfg.transport_params
+            if tp is not None:
+                L.check(L.gnutls_buffer_append_data(buf, tp, len(tp)), "append transport params")
+            return 0
+        except BaseException as e:
+            return self._capture(e)
+
+    def _on_client_hello(self, _s: int, _htype: int, _when: int, _inc: int, _msg: Any) -> int:
+        try:
+            self._check_transport_params()
+            self._emit_alpn()
+            return 0
+        except BaseException as e:
+            return self._capture(e)
+
+    def _on_psk(self, _s: int, username: Any, key: Any) -> int:
+        try:
+            ident = L.datum_bytes(username.contents).decode("utf-8", errors="replace")
+            self._psk_identity = ident
+            assert self.cfg.psk_lookup is not None
+            secret = self.cfg.psk_lookup(ident)
+            if secret is None:
+                raise KeyRejected(
+                    f"unknown PSK identity {ident!r}", alert=ALERT_UNKNOWN_PSK_IDENTITY
+                )
+            d = L.malloc_copy(secret)
+            key.contents.data, key.contents.size = d.data, d.size
+            return 0
+        except BaseException as e:
+            return self._capture(e)
+
+    def _on_keylog(self, s: int, label: bytes, secret: Any) -> int:
+        try:
+            assert self.cfg.keylog is not None
+            client, server = L.datum_t(), L.datum_t()
+            L.gnutls_session_get_random(s, C.byref(client), C.byref(server))
+            line = (
+                f"{label.decode()} {L.datum_bytes(client).hex()} "
+                f"{L.datum_bytes(secret.contents).hex()}"
+            )
+            self.cfg.keylog(line)
+            return 0
+        except BaseException as e:
+            return self._capture(e)
+
+    def _check_transport_params(self) -> None:
+        if self._peer_tp is None:
+            raise MissingTransportParams("peer sent no QUIC transport parameters extension (0x39)")
+
+    def _emit_alpn(self) -> None:
+        if self._alpn_sent or not self.cfg.alpns:
+            return
+        alpn = self.selected_alpn()
+        if alpn is not None:
+            self._alpn_sent = True
+            self._events.append(AlpnSelected(alpn))
+
+    # -- driving -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Client: produce the ClientHello. Server: nothing (wait for receive())."""
+        if self.cfg.role is Role.CLIENT:
+            self._step()
+
+    def receive(self, level: CryptoLevel, data: bytes) -> None:
+        """Feed handshake bytes the peer sent at ``level``; new events become available."""
+        if self._failed is not None:
+            raise self._failed
+        if not data:
+            return
+        if level is CryptoLevel.EARLY:
+            self._fail_with(ProtocolViolation("handshake data at the EARLY level"))
+        self._rx_bytes += len(data)
+        if self._rx_bytes > MAX_HANDSHAKE_BYTES:
+            self._fail_with(
+                PeerRejected(
+                    f"peer sent more than {MAX_HANDSHAKE_BYTES} bytes of handshake data",
+                    alert=ALERT_UNEXPECTED_MESSAGE,
+                )
+            )
+        ret = L.gnutls_handshake_write(self._session, _TO_GNUTLS_LEVEL[level], data, len(data))
+        if ret < 0 and (self._error is not None or L.gnutls_error_is_fatal(ret)):
+            self._fail(ret, f"processing {level.name} data")
+        if not self._hs_done:
+            self._step()
+        elif self.cfg.role is Role.CLIENT and level is CryptoLevel.APP:
+            d = L.datum_t()
+            if L.gnutls_session_get_data2(self._session, C.byref(d)) >= 0:
+                blob = L.take_datum(d)
+                if blob:
+                    self._events.append(SessionData(blob))
+
+    def _step(self) -> None:
+        ret = L.gnutls_handshake(self._session)
+        if self._error is not None or (ret < 0 and L.gnutls_error_is_fatal(ret)):
+            self._fail(ret, "handshake")
+        if ret == 0:
+            self._hs_done = True
+            self._emit_alpn()
+            self._events.append(self._completion())
+
+    def _completion(self) -> HandshakeComplete:
+        s = self._session
+        cipher = _FROM_GNUTLS_CIPHER[L.gnutls_cipher_get(s)]
+        gname = L.gnutls_group_get_name(L.gnutls_group_get(s))
+        return HandshakeComplete(
+            cipher=cipher,
+            group=gname.decode() if gname else None,
+            alpn=self.selected_alpn(),
+            resumed=bool(L.gnutls_session_is_resumed(s)),
+            early_data_accepted=bool(L.gnutls_session_get_flags(s) & L.GNUTLS_SFLAGS_EARLY_DATA),
+            peer_certificates=self.peer_certificates(),
+            psk_identity=self._psk_identity,
+        )
+
+    def _fail(self, ret: int, what: str) -> None:
+        err = self._error
+        self._error = None
+        if isinstance(err, HandshakeError):
+            exc = err
+        elif err is not None:
+            exc = LocalError(f"internal error during {what}: {err!r}", alert=ALERT_INTERNAL_ERROR)
+            exc.__cause__ = err
+        else:
+            exc = self._classify(ret, what)
+        self._fail_with(exc)
+
+    def _classify(self, ret: int, what: str) -> HandshakeError:
+        msg = L.strerror(ret)
+        if ret == L.GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR:
+            status = L.gnutls_session_get_verify_cert_status(self._session)
+            return PeerRejected(
+                f"peer certificate rejected: {self._verify_text(status)}",
+                alert=verify_alert(status),
+            )
+        L.gnutls_alert_send_appropriate(self._session, ret)  # reports the alert via _on_alert
+        alert = self._alert
+        if ret == L.GNUTLS_E_NO_APPLICATION_PROTOCOL:
+            offered = ",".join(a.decode(errors="replace") for a in self.cfg.alpns)
+            return PeerRejected(
+                f"no common application protocol (we offer {offered})",
+                alert=ALERT_NO_APPLICATION_PROTOCOL,
+            )
+        if ret in (L.GNUTLS_E_MEMORY_ERROR, L.GNUTLS_E_INTERNAL_ERROR):
+            return LocalError(f"{what}: {msg}", alert=alert or ALERT_INTERNAL_ERROR)
+        return PeerRejected(f"{what}: {msg}", alert=alert)
+
+    def _verify_text(self, status: int) -> str:
+        out = L.datum_t()
+        if (
+            L.gnutls_certificate_verification_status_print(
+                status, L.GNUTLS_CRT_X509, C.byref(out), 0
+            )
+            < 0
+        ):
+            return f"status 0x{status:x}"
+        return L.take_datum(out).decode(errors="replace")
+
+    def _fail_with(self, exc: HandshakeError) -> None:
+        # output queued before the failure must not reach the wire
+        self._events = deque(e for e in self._events if not isinstance(e, CryptoData | Secret))
+        if exc.alert is not None:
+            self._events.append(AlertSent(exc.alert))
+        self._failed = exc
+        raise exc
+
+    # -- results ---------------------------------------------------------------------------
+    def events(self) -> list[Event]:
+        out = list(self._events)
+        self._events.clear()
+        return out
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    @property
+    def complete(self) -> bool:
+        return self._hs_done
+
+    @property
+    def failed(self) -> HandshakeError | None:
+        return self._failed
+
+    def selected_alpn(self) -> bytes | None:
+        d = L.datum_t()
+        if L.gnutls_alpn_get_selected_protocol(self._session, C.byref(d)) < 0:
+            return None
+        return L.datum_bytes(d)  # owned by the session: copy, don't free
+
+    def peer_certificates(self) -> tuple[bytes, ...]:
+        n = C.c_uint(0)
+        arr = L.gnutls_certificate_get_peers(self._session, C.byref(n))
+        if not arr:
+            return ()
+        return tuple(L.datum_bytes(arr[i]) for i in range(n.value))
+
+    def close(self) -> None:
+        """Free the session and per-session credentials (idempotent)."""
+        if self._session is not None:
+            L.gnutls_deinit(self._session)
+            self._session = None
+        for c in (self._psk_client, self._psk_server):
+            if c is not None:
+                c.close()
+        self._psk_client = self._psk_server = None
+        self._keep.clear()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
