@@ -1,0 +1,988 @@
+"""Guest side of the real-kernel VM tier (runs inside the virtme-ng guest as root).
+
+Stdlib only: under TCG every import costs 20-25x what it costs on the host.
+
+The kernel consumers are NVMe/TCP with TLS on 127.0.0.1 (kernel-vm.md §4):
+the nvmet-tcp target asks for a SERVERHELLO on every TCP connection to its
+port (``addr_tsas=tls1.3`` makes ``treq=required``), and the nvme-tcp host asks
+for a CLIENTHELLO when an option string with ``tls`` is written to
+``/dev/nvme-fabrics`` (the PSK lives in the ``.nvme`` keyring).  The daemon is
+the real ``quichsd`` console script, started as ``quichsd -s -c CONFIG``.
+
+Every scenario appends one JSON object to ``<out>/results.jsonl``::
+
+    {"name": ..., "outcome": "passed"|"failed"|"skipped", "reason": ...,
+     "seconds": ..., "checks": [[description, ok, detail], ...],
+     "dmesg": [lines logged while the scenario ran], "daemon_logs": {file: text}}
+
+A scenario passes only if it ran to the end and every check held.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import functools
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# --------------------------------------------------------------------------- constants
+SUBNQN = "nqn.2014-08.org.example:quichsd-test"
+HOSTNQN_BASE = "nqn.2014-08.org.example:quichsd-host"
+NVME_PORT = 4420
+CONFIGFS = Path("/sys/kernel/config")
+NVMET = CONFIGFS / "nvmet"
+#: nvme-tcp / nvmet-tcp default ``tls_handshake_timeout`` (seconds); sent as TIMEOUT=10000
+CONSUMER_TIMEOUT = 10.0
+#: how long the daemon may take from start to having joined "tlshd" (TCG, cold imports)
+DAEMON_READY_TIMEOUT = 90.0
+
+# dmesg patterns of the consumers (6.12; "done" lines need dynamic debug, enabled below)
+RE_TARGET_DONE = re.compile(r"nvmet_tcp: queue (\d+): TLS handshake done, key \w+, status (-?\d+)")
+RE_HOST_DONE = re.compile(
+    r"nvme (nvme\d+): queue (\d+): TLS handshake done, key \w+, status (-?\d+)"
+)
+RE_TARGET_NOAGENT = re.compile(r"nvmet_tcp: .*failed to start TLS, err=-3\b")
+RE_HOST_NOAGENT = re.compile(r"nvme nvme\d+: queue \d+: failed to start TLS: -3\b")
+RE_TIMEOUT = re.compile(r"TLS handshake timeout")
+
+# Substrings of quichsd's own log (stderr with -s) that the scenarios rely on.
+# Keep in sync with the report in tests/kernel/README.md.
+DAEMON_LOG_EXPECT: dict[str, str] = {}
+
+SCENARIOS = (
+    "eopnotsupp_host_and_target",
+    "concurrent_requests",
+    "no_daemon_then_start",
+    "daemon_restart",
+    "timeout_honoured",
+    "kernel_quic_sample",
+)
+
+# --------------------------------------------------------------------------- genl (stdlib)
+NETLINK_GENERIC = 16
+NLMSG_ERROR = 2
+NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
+GENL_ID_CTRL, CTRL_CMD_GETFAMILY = 0x10, 3
+CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME, CTRL_ATTR_MCAST_GROUPS = 1, 2, 7
+CTRL_ATTR_MCAST_GRP_NAME, CTRL_ATTR_MCAST_GRP_ID = 1, 2
+
+
+def _nla(atype: int, payload: bytes) -> bytes:
+    ln = 4 + len(payload)
+    return struct.pack("=HH", ln, atype) + payload + b"\0" * ((4 - ln % 4) % 4)
+
+
+def _parse_nlas(buf: bytes) -> list[tuple[int, bytes]]:
+    out: list[tuple[int, bytes]] = []
+    off = 0
+    while off + 4 <= len(buf):
+        ln, at = struct.unpack_from("=HH", buf, off)
+        if ln < 4:
+            break
+        out.append((at & 0x3FFF, buf[off + 4 : off + ln]))
+        off += (ln + 3) & ~3
+    return out
+
+
+def resolve_handshake_family() -> tuple[int, dict[str, int]]:
+    """Return (family id, {group name: group id}) of the "handshake" genl family."""
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC) as s:
+        s.bind((0, 0))
+        body = struct.pack("=BBH", CTRL_CMD_GETFAMILY, 1, 0) + _nla(
+            CTRL_ATTR_FAMILY_NAME, b"handshake\0"
+        )
+        s.send(
+            struct.pack("=IHHII", 16 + len(body), GENL_ID_CTRL, NLM_F_REQUEST | NLM_F_ACK, 1, 0)
+            + body
+        )
+        fam, groups = -1, dict[str, int]()
+        while True:
+            buf, off = s.recv(65536), 0
+            while off + 16 <= len(buf):
+                ln, typ, _flags, _seq, _pid = struct.unpack_from("=IHHII", buf, off)
+                payload = buf[off + 16 : off + ln]
+                off += (ln + 3) & ~3
+                if typ == NLMSG_ERROR:
+                    err = -struct.unpack_from("=i", payload)[0]
+                    if err:
+                        raise OSError(err, f"genl family 'handshake': {os.strerror(err)}")
+                    return fam, groups
+                for at, val in _parse_nlas(payload[4:]):
+                    if at == CTRL_ATTR_FAMILY_ID:
+                        fam = struct.unpack("=H", val[:2])[0]
+                    elif at == CTRL_ATTR_MCAST_GROUPS:
+                        for _, grp in _parse_nlas(val):
+                            g = dict(_parse_nlas(grp))
+                            name = g[CTRL_ATTR_MCAST_GRP_NAME].rstrip(b"\0").decode()
+                            groups[name] = struct.unpack("=I", g[CTRL_ATTR_MCAST_GRP_ID])[0]
+
+
+# --------------------------------------------------------------------------- helpers
+T0 = time.monotonic()
+
+
+def say(*a: object) -> None:
+    print(f"[guest {time.monotonic() - T0:7.2f}s]", *a, flush=True)
+
+
+def run(cmd: str, check: bool = True, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    p = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"`{cmd}` failed rc={p.returncode}: {p.stdout}{p.stderr}".strip())
+    return p
+
+
+def wait_until(pred: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
+    end = time.monotonic() + timeout
+    while True:
+        if pred():
+            return True
+        if time.monotonic() >= end:
+            return False
+        time.sleep(step)
+
+
+class Kmsg:
+    """All kernel log records, read incrementally from /dev/kmsg."""
+
+    def __init__(self) -> None:
+        self.fd = os.open("/dev/kmsg", os.O_RDWR | os.O_NONBLOCK)
+        self.lines: list[str] = []
+        self.lock = threading.Lock()
+        self.poll()
+
+    def poll(self) -> None:
+        with self.lock:
+            while True:
+                try:
+                    rec = os.read(self.fd, 8192)
+                except BlockingIOError:
+                    return
+                except BrokenPipeError:  # records overwritten before we read them
+                    continue
+                head, _, msg = rec.decode(errors="replace").partition(";")
+                parts = head.split(",")
+                ts = int(parts[2]) / 1e6 if len(parts) > 2 and parts[2].isdigit() else 0.0
+                self.lines.append(f"[{ts:10.3f}] {msg.splitlines()[0] if msg else ''}")
+
+    def mark(self, text: str) -> int:
+        os.write(self.fd, f"<6>quichsd-vm: {text}\n".encode())
+        self.poll()
+        return len(self.lines)
+
+    def since(self, idx: int) -> list[str]:
+        self.poll()
+        return self.lines[idx:]
+
+    def wait_count(
+        self, rx: re.Pattern[str], idx: int, count: int, timeout: float
+    ) -> list[re.Match[str]]:
+        """Wait until ``count`` lines since ``idx`` match ``rx``; return the matches."""
+        found: list[re.Match[str]] = []
+
+        def pred() -> bool:
+            found[:] = [m for line in self.since(idx) if (m := rx.search(line))]
+            return len(found) >= count
+
+        wait_until(pred, timeout, 0.2)
+        return found
+
+
+def tcp_inodes() -> set[str]:
+    inodes: set[str] = set()
+    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(f) as fh:
+                next(fh)
+                for line in fh:
+                    cols = line.split()
+                    if len(cols) > 9:
+                        inodes.add(cols[9])
+        except FileNotFoundError:
+            pass
+    return inodes
+
+
+def socket_inodes(pid: int) -> dict[int, str]:
+    out: dict[int, str] = {}
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except (FileNotFoundError, ProcessLookupError):
+        return out
+    for n in names:
+        try:
+            tgt = os.readlink(f"/proc/{pid}/fd/{n}")
+        except OSError:
+            continue
+        if tgt.startswith("socket:["):
+            out[int(n)] = tgt[8:-1]
+    return out
+
+
+def descendants(pid: int) -> list[int]:
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def tlshd_subscribers(group_id: int) -> set[str]:
+    """Inodes of NETLINK_GENERIC sockets that joined the multicast group ``group_id``."""
+    out: set[str] = set()
+    bit = 1 << (group_id - 1)
+    with open("/proc/net/netlink") as fh:
+        next(fh)
+        for line in fh:
+            c = line.split()
+            # sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
+            if len(c) >= 10 and c[1] == str(NETLINK_GENERIC) and int(c[3], 16) & bit:
+                out.add(c[9])
+    return out
+
+
+# --------------------------------------------------------------------------- the daemon
+class Daemon:
+    """One run of the real ``quichsd -s -c CONFIG``, stderr+stdout to a log file."""
+
+    def __init__(self, cmd: list[str], log: Path, group_id: int) -> None:
+        self.cmd, self.log_path, self.group_id = cmd, log, group_id
+        self.log_fh = open(log, "wb")  # noqa: SIM115 (closed in stop())
+        self.t_start = time.monotonic()
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log_fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.ready_after: float | None = None
+        say(f"started daemon pid {self.proc.pid}: {shlex.join(cmd)} (log {log.name})")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def subscribed(self) -> bool:
+        subs = tlshd_subscribers(self.group_id)
+        return any(ino in subs for p in descendants(self.pid) for ino in socket_inodes(p).values())
+
+    def wait_ready(self, timeout: float = DAEMON_READY_TIMEOUT) -> bool:
+        ok = wait_until(lambda: not self.alive() or self.subscribed(), timeout, 0.1)
+        if ok and self.alive():
+            self.ready_after = time.monotonic() - self.t_start
+            say(f"daemon pid {self.pid} joined 'tlshd' after {self.ready_after:.1f}s")
+            return True
+        say(f"daemon pid {self.pid} not subscribed after {timeout}s (alive={self.alive()})")
+        return False
+
+    def tcp_fds(self) -> dict[int, str]:
+        """fd -> inode of every TCP socket the daemon (and its children) hold."""
+        tcp = tcp_inodes()
+        out: dict[int, str] = {}
+        for p in descendants(self.pid):
+            out.update({fd: ino for fd, ino in socket_inodes(p).items() if ino in tcp})
+        return out
+
+    def log(self) -> str:
+        self.log_fh.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.alive():
+            os.killpg(self.pid, sig)
+        if sig == signal.SIGKILL:
+            self.proc.wait(10)
+            self.log_fh.close()
+
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL after 15 s; returns the exit status."""
+        if self.alive():
+            try:
+                os.killpg(self.pid, signal.SIGTERM)
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.pid, signal.SIGKILL)
+                self.proc.wait(10)
+            except ProcessLookupError:
+                pass
+        if not self.log_fh.closed:
+            self.log_fh.close()
+        return self.proc.returncode
+
+
+# --------------------------------------------------------------------------- consumers
+def setup_nvme(log: list[str]) -> None:
+    run("modprobe -a nvmet nvmet-tcp nvme-tcp null_blk")
+    if not os.path.ismount(CONFIGFS):
+        run(f"mount -t configfs none {CONFIGFS}")
+    if not os.path.ismount("/sys/kernel/debug"):
+        run("mount -t debugfs none /sys/kernel/debug", check=False)
+    # the "TLS handshake done, ... status N" lines are pr_debug/dev_dbg
+    with open("/sys/kernel/debug/dynamic_debug/control", "w") as fh:
+        fh.write("module nvmet_tcp +p; module nvme_tcp +p\n")
+    sub = NVMET / "subsystems" / SUBNQN
+    sub.mkdir()
+    (sub / "attr_allow_any_host").write_text("1")
+    ns = sub / "namespaces" / "1"
+    ns.mkdir()
+    (ns / "device_path").write_text("/dev/nullb0")
+    (ns / "enable").write_text("1")
+    port = NVMET / "ports" / "1"
+    port.mkdir()
+    for k, v in (
+        ("addr_trtype", "tcp"),
+        ("addr_adrfam", "ipv4"),
+        ("addr_traddr", "127.0.0.1"),
+        ("addr_trsvcid", str(NVME_PORT)),
+        ("addr_tsas", "tls1.3"),
+    ):
+        (port / k).write_text(v)
+    treq = (port / "addr_treq").read_text().strip()
+    log.append(f"nvmet port: tsas={(port / 'addr_tsas').read_text().strip()} treq={treq}")
+    (port / "subsystems" / SUBNQN).symlink_to(sub)
+
+
+_host_seq = 0
+
+
+def new_host() -> tuple[str, str]:
+    """A fresh (hostnqn, hostid) with a retained PSK ``NVMe1R01 <hostnqn> <subnqn>`` in .nvme."""
+    global _host_seq
+    _host_seq += 1
+    hostnqn = f"{HOSTNQN_BASE}-{_host_seq}"
+    psk = os.urandom(32)
+    p = subprocess.run(
+        ["keyctl", "padd", "psk", f"NVMe1R01 {hostnqn} {SUBNQN}", "%:.nvme"],
+        input=psk,
+        capture_output=True,
+        timeout=30,
+    )
+    if p.returncode != 0:
+        raise RuntimeError(f"keyctl padd psk failed: {p.stderr.decode(errors='replace')}")
+    return hostnqn, str(uuid.uuid4())
+
+
+def host_connect(hostnqn: str, hostid: str) -> tuple[int, float]:
+    """Write a TLS connect to /dev/nvme-fabrics; return (errno or 0, seconds)."""
+    opts = (
+        f"transport=tcp,traddr=127.0.0.1,trsvcid={NVME_PORT},nqn={SUBNQN},"
+        f"hostnqn={hostnqn},hostid={hostid},tls"
+    )
+    t = time.monotonic()
+    fd = os.open("/dev/nvme-fabrics", os.O_RDWR)
+    try:
+        os.write(fd, opts.encode())
+        reply = os.read(fd, 4096).decode(errors="replace")
+        err = 0
+        m = re.search(r"instance=(\d+)", reply)
+        if m:  # should never happen with a daemon that cannot do TLS: clean up anyway
+            Path(f"/sys/class/nvme/nvme{m.group(1)}/delete_controller").write_text("1")
+    except OSError as e:
+        err = e.errno or -1
+    finally:
+        os.close(fd)
+    return err, time.monotonic() - t
+
+
+def target_connect(timeout: float) -> tuple[str, float]:
+    """Plain TCP connect to the nvmet port (-> one SERVERHELLO request).
+
+    Returns how the target ended the connection ("closed", "reset", "timeout",
+    "data", "refused") and the seconds it took.
+    """
+    t = time.monotonic()
+    try:
+        s = socket.create_connection(("127.0.0.1", NVME_PORT), timeout=10)
+    except OSError as e:
+        return f"refused ({e})", time.monotonic() - t
+    try:
+        s.settimeout(timeout)
+        data = s.recv(64)
+        how = "closed" if data == b"" else f"data {data[:16]!r}"
+    except TimeoutError:
+        how = "timeout"
+    except ConnectionResetError:
+        how = "reset"
+    except OSError as e:
+        how = f"error {e}"
+    finally:
+        s.close()
+    return how, time.monotonic() - t
+
+
+def run_parallel(fns: list[Callable[[], Any]]) -> list[Any]:
+    """Start all callables at the same instant (barrier) and return their results."""
+    results: list[Any] = [None] * len(fns)
+    barrier = threading.Barrier(len(fns))
+
+    def wrap(i: int, fn: Callable[[], Any]) -> None:
+        barrier.wait()
+        try:
+            results[i] = fn()
+        except Exception as e:  # noqa: BLE001 - reported as the result
+            results[i] = e
+
+    ts = [threading.Thread(target=wrap, args=(i, f)) for i, f in enumerate(fns)]
+    for th in ts:
+        th.start()
+    for th in ts:
+        th.join()
+    return results
+
+
+# --------------------------------------------------------------------------- scenarios
+class Skip(Exception):
+    pass
+
+
+class Abort(Exception):
+    pass
+
+
+class Ctx:
+    def __init__(self, args: argparse.Namespace, kmsg: Kmsg, group_id: int) -> None:
+        self.args, self.kmsg, self.group_id = args, kmsg, group_id
+        self.out = Path(args.out)
+        self.daemon_cmd: list[str] = shlex.split(args.daemon_cmd)
+        self.quic_modules: str | None = args.quic_modules or None
+
+
+class Scenario:
+    def __init__(self, ctx: Ctx, name: str) -> None:
+        self.ctx, self.name = ctx, name
+        self.checks: list[list[Any]] = []
+        self.daemons: list[Daemon] = []
+        self.notes: list[str] = []
+        self.kidx = 0
+
+    # -- checks
+    def check(self, desc: str, ok: bool, detail: object = "") -> bool:
+        self.checks.append([desc, bool(ok), str(detail)])
+        say(f"  {'ok  ' if ok else 'FAIL'} {desc}" + (f" -- {detail}" if detail else ""))
+        return bool(ok)
+
+    def require(self, desc: str, ok: bool, detail: object = "") -> None:
+        if not self.check(desc, ok, detail):
+            raise Abort(desc)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        say(f"  note: {text}")
+
+    # -- daemon
+    def start_daemon(self) -> Daemon:
+        n = len(self.daemons) + 1
+        d = Daemon(
+            self.ctx.daemon_cmd, self.ctx.out / f"daemon-{self.name}-{n}.log", self.ctx.group_id
+        )
+        self.daemons.append(d)
+        ok = d.wait_ready()
+        self.require(
+            f"daemon #{n} (pid {d.pid}) joined the 'tlshd' group",
+            ok,
+            f"after {d.ready_after:.1f}s" if ok else f"alive={d.alive()}",
+        )
+        return d
+
+    def no_tcp_fds(self, d: Daemon, what: str) -> None:
+        leaked: dict[int, str] = {}
+
+        def pred() -> bool:
+            leaked.clear()
+            leaked.update(d.tcp_fds())
+            return not leaked
+
+        ok = wait_until(pred, 3.0, 0.2)
+        self.check(
+            f"daemon pid {d.pid} holds no TCP socket fd {what}",
+            ok,
+            f"open TCP fds: {leaked}" if leaked else "/proc/<pid>/fd checked",
+        )
+
+    def daemon_log_has(
+        self, d: Daemon, needles: list[str], count: int = 1, timeout: float = 10.0
+    ) -> None:
+        """Each needle must occur (case-sensitive substring) on >= count lines of ``d``'s log."""
+        for needle in needles:
+
+            def pred(needle: str = needle) -> bool:
+                return sum(needle in line for line in d.log().splitlines()) >= count
+
+            ok = wait_until(pred, timeout, 0.2)
+            n = sum(needle in line for line in d.log().splitlines())
+            self.check(
+                f"daemon log has {count}+ line(s) with {needle!r}", ok, f"found on {n} line(s)"
+            )
+
+    # -- consumer helpers
+    def expect_target_done(
+        self, idx: int, count: int, status: int, timeout: float
+    ) -> list[re.Match[str]]:
+        found = self.ctx.kmsg.wait_count(RE_TARGET_DONE, idx, count, timeout)
+        bad = [m.group(0) for m in found if int(m.group(2)) != status]
+        self.check(
+            f"nvmet logged {count} SERVERHELLO 'TLS handshake done ... status {status}'",
+            len(found) >= count and not bad,
+            f"{len(found)} found" + (f"; other statuses: {bad}" if bad else ""),
+        )
+        return found
+
+    def expect_host_done(
+        self, idx: int, count: int, status: int, timeout: float
+    ) -> list[re.Match[str]]:
+        found = self.ctx.kmsg.wait_count(RE_HOST_DONE, idx, count, timeout)
+        bad = [m.group(0) for m in found if int(m.group(3)) != status]
+        self.check(
+            f"nvme host logged {count} CLIENTHELLO 'TLS handshake done ... status {status}'",
+            len(found) >= count and not bad,
+            f"{len(found)} found" + (f"; other statuses: {bad}" if bad else ""),
+        )
+        return found
+
+    def cleanup(self) -> None:
+        for d in self.daemons:
+            rc = d.stop()
+            self.note(f"daemon pid {d.pid} exit status {rc}")
+
+
+def sc_eopnotsupp_host_and_target(s: Scenario) -> None:
+    k = s.ctx.kmsg
+    d = s.start_daemon()
+    idx = k.mark("eopnotsupp: host connect")
+    hostnqn, hostid = new_host()
+    err, secs = host_connect(hostnqn, hostid)
+    s.check(
+        "host connect (CLIENTHELLO) failed with EOPNOTSUPP",
+        err == errno.EOPNOTSUPP,
+        f"errno {err} ({errno.errorcode.get(err, '?')}) after {secs:.1f}s",
+    )
+    s.check(
+        "host connect was answered before the consumer timeout",
+        secs < CONSUMER_TIMEOUT,
+        f"{secs:.1f}s",
+    )
+    s.expect_host_done(idx, 1, -95, 5)
+    s.expect_target_done(idx, 1, -95, 5)
+    s.check(
+        "no consumer logged 'TLS handshake timeout'",
+        not any(RE_TIMEOUT.search(x) for x in k.since(idx)),
+    )
+    # a target-only request too (SERVERHELLO without a kernel client)
+    idx2 = k.mark("eopnotsupp: raw TCP connect to target")
+    how, secs = target_connect(CONSUMER_TIMEOUT + 5)
+    s.check(
+        "target closed the raw TCP connection after the handshake failed",
+        how in ("closed", "reset"),
+        f"{how} after {secs:.1f}s",
+    )
+    s.expect_target_done(idx2, 1, -95, 5)
+    s.daemon_log_has(d, expected("done_eopnotsupp"), count=3)
+    s.daemon_log_has(d, expected("tcp_protocol"), count=3)
+    s.daemon_log_has(d, expected("clienthello"), count=1)
+    s.daemon_log_has(d, expected("serverhello"), count=2)
+    s.no_tcp_fds(d, "after DONE")
+
+
+def sc_concurrent_requests(s: Scenario) -> None:
+    k = s.ctx.kmsg
+    n_hosts, n_raw = 2, 4
+    d = s.start_daemon()
+    hosts = [new_host() for _ in range(n_hosts)]
+    idx = k.mark(f"concurrent: {n_hosts} host connects + {n_raw} raw target connects at once")
+    fns: list[Callable[[], Any]] = [functools.partial(host_connect, *h) for h in hosts]
+    fns += [lambda: target_connect(CONSUMER_TIMEOUT + 5) for _ in range(n_raw)]
+    res = run_parallel(fns)
+    for i, r in enumerate(res[:n_hosts]):
+        ok = isinstance(r, tuple) and r[0] == errno.EOPNOTSUPP and r[1] < CONSUMER_TIMEOUT
+        s.check(f"host connect {i + 1} answered with EOPNOTSUPP in time", ok, r)
+    for i, r in enumerate(res[n_hosts:]):
+        ok = isinstance(r, tuple) and r[0] in ("closed", "reset") and r[1] < CONSUMER_TIMEOUT
+        s.check(f"raw target connect {i + 1} ended by the target in time", ok, r)
+    s.expect_host_done(idx, n_hosts, -95, 5)
+    s.expect_target_done(idx, n_hosts + n_raw, -95, 5)
+    lines = k.since(idx)
+    s.check(
+        "no consumer logged 'TLS handshake timeout' or a failed submit",
+        not any(RE_TIMEOUT.search(x) or "failed to start TLS" in x for x in lines),
+    )
+    s.daemon_log_has(d, expected("done_eopnotsupp"), count=2 * n_hosts + n_raw)
+    s.no_tcp_fds(d, "after all DONEs")
+
+
+def sc_no_daemon_then_start(s: Scenario) -> None:
+    k = s.ctx.kmsg
+    subs = tlshd_subscribers(s.ctx.group_id)
+    s.require("nobody is subscribed to 'tlshd' before the daemon starts", not subs, subs)
+    idx = k.mark("no daemon: raw TCP connect + host connect")
+    how, secs = target_connect(CONSUMER_TIMEOUT + 5)
+    s.check(
+        "target ended the raw connection at once",
+        how in ("closed", "reset") and secs < 5,
+        f"{how} after {secs:.1f}s",
+    )
+    s.check(
+        "nvmet logged 'failed to start TLS, err=-3' (ESRCH, no agent)",
+        bool(k.wait_count(RE_TARGET_NOAGENT, idx, 1, 5)),
+    )
+    hostnqn, hostid = new_host()
+    err, secs = host_connect(hostnqn, hostid)
+    s.check(
+        "host connect failed at once (no agent)",
+        err != 0 and secs < 5,
+        f"errno {err} ({errno.errorcode.get(err, '?')}) after {secs:.1f}s",
+    )
+    s.check(
+        "nvme host logged 'failed to start TLS: -3' (ESRCH, no agent)",
+        bool(k.wait_count(RE_HOST_NOAGENT, idx, 1, 5)),
+    )
+    d = s.start_daemon()
+    idx2 = k.mark("no daemon: after start, host connect")
+    err, secs = host_connect(hostnqn, hostid)
+    s.check(
+        "after start: host connect answered with EOPNOTSUPP",
+        err == errno.EOPNOTSUPP,
+        f"errno {err} ({errno.errorcode.get(err, '?')}) after {secs:.1f}s",
+    )
+    s.expect_host_done(idx2, 1, -95, 5)
+    s.expect_target_done(idx2, 1, -95, 5)
+    s.daemon_log_has(d, expected("done_eopnotsupp"), count=2)
+    s.no_tcp_fds(d, "after DONE")
+
+
+def sc_daemon_restart(s: Scenario) -> None:
+    k = s.ctx.kmsg
+    d1 = s.start_daemon()
+    idx = k.mark("restart: request to daemon #1")
+    how, secs = target_connect(CONSUMER_TIMEOUT + 5)
+    s.check(
+        "daemon #1 answered a raw target connect",
+        how in ("closed", "reset"),
+        f"{how} after {secs:.1f}s",
+    )
+    s.expect_target_done(idx, 1, -95, 5)
+    s.no_tcp_fds(d1, "after DONE")
+    # A request is submitted while daemon #1 is stopped (its READY is queued on
+    # a socket that is about to die), then #1 is SIGKILLed and #2 started. The
+    # request must be ended either by #2 (drain at start) or by the consumer's
+    # own timeout -- never left hanging beyond it.
+    d1.kill(signal.SIGSTOP)
+    idx = k.mark("restart: request while daemon #1 is stopped, then SIGKILL")
+    result: list[tuple[str, float]] = []
+    t_req = time.monotonic()
+    th = threading.Thread(target=lambda: result.append(target_connect(CONSUMER_TIMEOUT + 20)))
+    th.start()
+    time.sleep(1.0)
+    d1.kill(signal.SIGKILL)
+    s.check("daemon #1 is gone after SIGKILL", not d1.alive())
+    d2 = s.start_daemon()
+    th.join(CONSUMER_TIMEOUT + 30)
+    how, secs = result[0] if result else ("no result", time.monotonic() - t_req)
+    served = [m for m in k.since(idx) if (mm := RE_TARGET_DONE.search(m)) and mm.group(2) == "-95"]
+    timed_out = [m for m in k.since(idx) if RE_TIMEOUT.search(m)]
+    s.check(
+        "request pending across the restart was ended by daemon #2 or by the consumer's timeout",
+        how in ("closed", "reset") and bool(served or timed_out) and secs < CONSUMER_TIMEOUT + 5,
+        f"{how} after {secs:.1f}s; served={served} timed_out={timed_out}",
+    )
+    s.note(
+        "pending request across restart: "
+        + (
+            "served by daemon #2 (drain at start)"
+            if served
+            else "ended by the consumer's own TLS handshake timeout"
+        )
+    )
+    idx = k.mark("restart: fresh request to daemon #2")
+    hostnqn, hostid = new_host()
+    err, secs = host_connect(hostnqn, hostid)
+    s.check(
+        "daemon #2 answered a host connect with EOPNOTSUPP",
+        err == errno.EOPNOTSUPP,
+        f"errno {err} ({errno.errorcode.get(err, '?')}) after {secs:.1f}s",
+    )
+    s.expect_host_done(idx, 1, -95, 5)
+    s.expect_target_done(idx, 1, -95, 5)
+    s.daemon_log_has(d2, expected("done_eopnotsupp"), count=2)
+    s.no_tcp_fds(d2, "after DONE")
+
+
+def sc_timeout_honoured(s: Scenario) -> None:
+    if not s.ctx.quic_modules:
+        raise Skip(
+            "QUICHSD_QUIC_MODULES not set: the only handshake consumers in Debian's 6.12 kernel "
+            "are TCP (nvme-tcp, nvmet-tcp, sunrpc), which quichsd answers with EOPNOTSUPP at once, "
+            "so its TIMEOUT deadline path can only be reached by a QUIC consumer (quic_sample_test)"
+        )
+    k = s.ctx.kmsg
+    load_quic(s)
+    # A UDP socket that swallows the client's Initial packets: the handshake can
+    # never finish.  The sample client sends TIMEOUT=3000 and cancels after 5 s.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as hole:
+        hole.bind(("127.0.0.1", 0))
+        port = hole.getsockname()[1]
+        d = s.start_daemon()
+        idx = k.mark(f"timeout: quic_sample_test client -> black hole udp port {port}")
+        t = time.monotonic()
+        p = insmod_sample(s, ["role=client", f"port={port}", "alpn=sample"], timeout=60)
+        secs = time.monotonic() - t
+    out = (p.stdout + p.stderr).strip()
+    s.check(
+        "sample client failed with ETIMEDOUT (the daemon's DONE), not the sample's own "
+        "5 s cancel (EINVAL)",
+        p.returncode != 0 and "timed out" in out.lower(),
+        f"rc={p.returncode} after {secs:.1f}s: {out}",
+    )
+    s.check("handshake ended before the consumer gave up (5 s)", secs < 5.0 + 1.0, f"{secs:.1f}s")
+    s.check(
+        "no 'handshake completed' from the sample",
+        not any("quic_test: handshake completed" in x for x in k.since(idx)),
+    )
+    s.daemon_log_has(d, expected("done_etimedout"), count=1)
+    s.no_tcp_fds(d, "after DONE")
+
+
+def sc_kernel_quic_sample(s: Scenario) -> None:
+    if not s.ctx.quic_modules:
+        raise Skip("QUICHSD_QUIC_MODULES not set (no QUIC module in CI)")
+    k = s.ctx.kmsg
+    load_quic(s)
+    peer = Path(__file__).with_name("quic_peer.py")
+    s.require("userspace QUIC peer script exists", peer.exists(), peer)
+    d = s.start_daemon()
+    # 1. kernel client (x509, peername server.test, ALPN sample) -> userspace server
+    idx = k.mark("quic sample: kernel client -> userspace server")
+    srv = subprocess.Popen(
+        [sys.executable, str(peer), "server", "--port", "1234", "--out", str(s.ctx.out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    time.sleep(3)
+    p = insmod_sample(s, ["role=client", "port=1234", "alpn=sample"], timeout=60)
+    try:
+        srv_out, _ = srv.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        srv.kill()
+        srv_out, _ = srv.communicate()
+    lines = k.since(idx)
+    s.check("kernel client: insmod succeeded", p.returncode == 0, (p.stdout + p.stderr).strip())
+    s.check(
+        "kernel client logged 'quic_test: handshake completed'",
+        any("quic_test: handshake completed" in x for x in lines),
+    )
+    s.check(
+        "kernel client received the server's stream message",
+        any("quic_test: recv 'hello quic client!'" in x for x in lines),
+    )
+    s.check(
+        "userspace server got the client's message",
+        "hello quic server!" in srv_out,
+        srv_out[-2000:],
+    )
+    run("rmmod quic_sample_test", check=False)
+    # 2. userspace client -> kernel server
+    idx = k.mark("quic sample: userspace client -> kernel server")
+    ins: list[subprocess.CompletedProcess[str]] = []
+    th = threading.Thread(
+        target=lambda: ins.append(
+            insmod_sample(s, ["role=server", "port=1235", "alpn=sample"], timeout=90)
+        )
+    )
+    th.start()
+    time.sleep(3)
+    cli = subprocess.run(
+        [sys.executable, str(peer), "client", "--port", "1235", "--out", str(s.ctx.out)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    th.join(100)
+    lines = k.since(idx)
+    s.check(
+        "kernel server: insmod succeeded",
+        bool(ins) and ins[0].returncode == 0,
+        (ins[0].stdout + ins[0].stderr).strip() if ins else "no result",
+    )
+    s.check(
+        "kernel server logged 'quic_test: handshake completed'",
+        any("quic_test: handshake completed" in x for x in lines),
+    )
+    s.check(
+        "kernel server received the client's stream message",
+        any("quic_test: recv 'hello quic server!'" in x for x in lines),
+    )
+    s.check(
+        "userspace client got the server's message",
+        "hello quic client!" in cli.stdout,
+        (cli.stdout + cli.stderr)[-2000:],
+    )
+    run("rmmod quic_sample_test", check=False)
+    s.daemon_log_has(d, expected("done_ok"), count=2)
+
+
+def load_quic(s: Scenario) -> None:
+    mods = Path(s.ctx.quic_modules or "")
+    for f in ("quic.ko", "quic_sample_test.ko"):
+        s.require(f"{f} present in QUICHSD_QUIC_MODULES", (mods / f).is_file(), mods / f)
+    if not Path("/sys/module/quic").exists():
+        run("modprobe -a udp_tunnel ip6_udp_tunnel")
+        p = run(f"insmod {mods / 'quic.ko'}", check=False)
+        s.require("quic.ko loaded", p.returncode == 0, (p.stdout + p.stderr).strip())
+
+
+def insmod_sample(
+    s: Scenario, params: list[str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    mod = Path(s.ctx.quic_modules or "") / "quic_sample_test.ko"
+    return subprocess.run(
+        ["insmod", str(mod), *params], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def expected(key: str) -> list[str]:
+    if key not in DAEMON_LOG_EXPECT:
+        raise Abort(f"no daemon log expectation {key!r} defined")
+    return [DAEMON_LOG_EXPECT[key]]
+
+
+FUNCS: dict[str, Callable[[Scenario], None]] = {
+    "eopnotsupp_host_and_target": sc_eopnotsupp_host_and_target,
+    "concurrent_requests": sc_concurrent_requests,
+    "no_daemon_then_start": sc_no_daemon_then_start,
+    "daemon_restart": sc_daemon_restart,
+    "timeout_honoured": sc_timeout_honoured,
+    "kernel_quic_sample": sc_kernel_quic_sample,
+}
+
+
+# --------------------------------------------------------------------------- main
+def run_one(ctx: Ctx, name: str, results: Path, setup_error: str | None) -> str:
+    say(f"=== scenario {name}")
+    s = Scenario(ctx, name)
+    s.kidx = ctx.kmsg.mark(f"=== scenario {name} ===")
+    t = time.monotonic()
+    outcome, reason = "passed", ""
+    try:
+        if setup_error:
+            raise Abort(f"consumer setup failed: {setup_error}")
+        FUNCS[name](s)
+    except Skip as e:
+        outcome, reason = "skipped", str(e)
+    except Abort as e:
+        outcome, reason = "failed", f"aborted: {e}"
+    except Exception as e:  # noqa: BLE001 - any crash is a failure of this scenario
+        outcome, reason = "failed", f"exception: {e!r}\n{traceback.format_exc()}"
+    finally:
+        try:
+            s.cleanup()
+        except Exception as e:  # noqa: BLE001
+            s.check("daemon cleanup", False, repr(e))
+    bad = [c[0] for c in s.checks if not c[1]]
+    if outcome == "passed" and bad:
+        outcome, reason = "failed", "failed checks: " + "; ".join(bad)
+    if outcome == "passed" and not s.checks:
+        outcome, reason = "failed", "no checks ran"
+    ctx.kmsg.mark(f"=== end {name}: {outcome} ===")
+    logs = {
+        d.log_path.name: d.log_path.read_text(errors="replace")
+        for d in s.daemons
+        if d.log_path.exists()
+    }
+    rec = {
+        "name": name,
+        "outcome": outcome,
+        "reason": reason,
+        "seconds": round(time.monotonic() - t, 2),
+        "checks": s.checks,
+        "notes": s.notes,
+        "dmesg": ctx.kmsg.since(s.kidx),
+        "daemon_logs": logs,
+        "daemon_ready_seconds": [d.ready_after for d in s.daemons],
+    }
+    with open(results, "a") as fh:
+        fh.write(json.dumps(rec) + "\n")
+    first = reason.splitlines()[0] if reason else ""
+    say(f"=== {name}: {outcome.upper()} in {rec['seconds']}s {first}")
+    return outcome
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", required=True, help="rwdir shared with the host")
+    ap.add_argument("--daemon-cmd", required=True, help="command line that starts the daemon")
+    ap.add_argument(
+        "--quic-modules", default="", help="folder with quic.ko and quic_sample_test.ko"
+    )
+    ap.add_argument("--expect", default="", help="JSON file with daemon log substrings")
+    ap.add_argument("--only", default="", help="comma-separated scenario names")
+    args = ap.parse_args()
+    out = Path(args.out)
+    results = out / "results.jsonl"
+    meta: dict[str, Any] = {
+        "guest_uptime_at_start": float(Path("/proc/uptime").read_text().split()[0]),
+        "kernel": os.uname().release,
+    }
+    say(f"guest up {meta['guest_uptime_at_start']}s, kernel {meta['kernel']}, python", sys.version)
+    if args.expect:
+        DAEMON_LOG_EXPECT.update(json.loads(Path(args.expect).read_text()))
+    kmsg = Kmsg()
+    setup_error: str | None = None
+    group_id = -1
+    setup_log: list[str] = []
+    t = time.monotonic()
+    try:
+        fam, groups = resolve_handshake_family()
+        group_id = groups["tlshd"]
+        setup_log.append(f"handshake family {fam}, groups {groups}")
+        setup_nvme(setup_log)
+        with open("/proc/meminfo") as fh:
+            memkb = int(fh.readline().split()[1])
+        setup_log.append(
+            f"MemTotal {memkb} kB -> hn_pending_max ~ {max(3, min(50, memkb // 4 // 25 // 4096))}"
+        )
+    except Exception as e:  # noqa: BLE001
+        setup_error = f"{e!r}"
+    meta["setup_seconds"] = round(time.monotonic() - t, 2)
+    meta["setup_log"] = setup_log
+    meta["setup_error"] = setup_error
+    say(f"consumer setup {meta['setup_seconds']}s: {setup_log} error={setup_error}")
+    (out / "meta.json").write_text(json.dumps(meta))
+    ctx = Ctx(args, kmsg, group_id)
+    names = [n for n in SCENARIOS if not args.only or n in args.only.split(",")]
+    outcomes = [run_one(ctx, n, results, setup_error) for n in names]
+    (out / "dmesg.txt").write_text("\n".join(kmsg.since(0)) + "\n")
+    return 1 if "failed" in outcomes else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+#!/bin/sh
+# Idempotent installer for the real-kernel VM test tier (tests/kernel/).
+#
+# Installs, on a Debian 12 machine run as root:
+#   - apt: qemu-system-x86 kmod keyutils busybox-static udev (no recommends)
+#   - a venv with virtme-ng (pinned) under $QUICHSD_VM_CACHE/venv
+#   - Debian's own linux-image-6.12.*+deb12-amd64 (newest apt offers),
+#     unpacked with dpkg-deb -x under $QUICHSD_VM_CACHE/kroot (not installed)
+#   - modules.dep for that tree (depmod -b)
+# Work already done is detected and skipped; a second run takes < 1 s.
+#
+# Environment:
+#   QUICHSD_VM_CACHE   cache folder (default /var/cache/quichsd-vm)
+#   QUICHSD_VM_KERNEL  exact package name to use instead of the newest
+#                      linux-image-6.12.*+deb12-amd64
+# On success the last line printed is "kernel: <path to vmlinuz>".
+set -eu
+
+CACHE=${QUICHSD_VM_CACHE:-/var/cache/quichsd-vm}
+VIRTME_NG_VERSION=1.42
+export DEBIAN_FRONTEND=noninteractive
+
+log() { echo "setup.sh: $*" >&2; }
+die() { echo "setup.sh: ERROR: $*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "must run as root (apt-get, /dev/nvme-fabrics in the guest)"
+mkdir -p "$CACHE"
+
+# ---- 1. apt packages -------------------------------------------------------
+APT_PKGS="qemu-system-x86 kmod keyutils busybox-static udev"
+missing=""
+for p in $APT_PKGS; do
+    st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    [ "$st" = "install ok installed" ] || missing="$missing $p"
+done
+APT_UPDATED=""
+apt_update() {
+    if [ -z "$APT_UPDATED" ]; then
+        log "apt-get update"
+        apt-get update -q >&2 || die "apt-get update failed"
+        APT_UPDATED=1
+    fi
+}
+if [ -n "$missing" ]; then
+    apt_update
+    log "installing:$missing"
+    # shellcheck disable=SC2086
+    apt-get install -y -q --no-install-recommends $missing >&2 || die "apt-get install failed"
+fi
+
+# ---- 2. virtme-ng venv -----------------------------------------------------
+VENV=$CACHE/venv
+if ! "$VENV/bin/vng" --version >/dev/null 2>&1; then
+    PY=/usr/bin/python3
+    [ -x "$PY" ] || PY=$(command -v python3) || die "no python3"
+    if ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        apt_update
+        apt-get install -y -q --no-install-recommends python3-venv >&2 || die "python3-venv"
+    fi
+    log "creating venv $VENV with virtme-ng==$VIRTME_NG_VERSION"
+    rm -rf "$VENV"
+    "$PY" -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "virtme-ng==$VIRTME_NG_VERSION" >&2 \
+        || die "pip install virtme-ng failed"
+fi
+# 9p cache=loose: the guest only reads the host root fs, and caching it
+# cuts venv start-up ~3x and imports ~30% under TCG (kernel-vm.md §2).
+MKI=$(ls "$VENV"/lib/python3*/site-packages/virtme/mkinitramfs.py 2>/dev/null | head -n1 || true)
+if [ -n "$MKI" ] && ! grep -q 'cache=loose' "$MKI"; then
+    if grep -q 'msize=524288 /dev/root' "$MKI"; then
+        sed -i 's/msize=524288 \/dev\/root/msize=524288,cache=loose \/dev\/root/' "$MKI"
+        log "patched 9p root mount to cache=loose in $MKI"
+    else
+        log "warning: could not apply 9p cache=loose tweak (virtme layout changed)"
+    fi
+fi
+
+# ---- 3. kernel ----------------------------------------------------------------
+pick_kernel() {
+    apt-cache pkgnames linux-image-6.12. 2>/dev/null \
+        | grep -E '^linux-image-6\.12\.[0-9]+\+deb12-amd64$' | sort -V | tail -n1
+}
+KPKG=${QUICHSD_VM_KERNEL:-}
+if [ -z "$KPKG" ]; then
+    KPKG=$(pick_kernel || true)
+    if [ -z "$KPKG" ]; then
+        apt_update
+        KPKG=$(pick_kernel || true)
+    fi
+fi
+[ -n "$KPKG" ] || die "apt offers no linux-image-6.12.*+deb12-amd64 (is bookworm-security enabled?)"
+KVER=${KPKG#linux-image-}
+KROOT=$CACHE/kroot
+VMLINUZ=$KROOT/boot/vmlinuz-$KVER
+STAMP=$KROOT/.unpacked-$KVER
+if [ ! -f "$STAMP" ]; then
+    DEBS=$CACHE/debs
+    mkdir -p "$DEBS"
+    if ! ls "$DEBS/${KPKG}_"*.deb >/dev/null 2>&1; then
+        log "downloading $KPKG"
+        (cd "$DEBS" && apt-get download -q "$KPKG" >&2) || {
+            apt_update
+            (cd "$DEBS" && apt-get download -q "$KPKG" >&2) || die "apt-get download $KPKG failed"
+        }
+    fi
+    log "unpacking $KPKG into $KROOT"
+    mkdir -p "$KROOT"
+    for d in "$DEBS/${KPKG}_"*.deb; do dpkg-deb -x "$d" "$KROOT"; done
+    [ -f "$VMLINUZ" ] || die "no $VMLINUZ after unpacking"
+    depmod -b "$KROOT" "$KVER" || die "depmod failed"
+    touch "$STAMP"
+fi
+[ -f "$KROOT/lib/modules/$KVER/modules.dep" ] || depmod -b "$KROOT" "$KVER"
+echo "$KVER" > "$CACHE/kernel-version"
+echo "kernel: $VMLINUZ"
