@@ -92,12 +92,18 @@ class HandshakeAgent:
         handler: Handler,
         *,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        quic_protocol: int = uapi.IPPROTO_QUIC,
     ) -> None:
+        """``quic_protocol`` is the ``SO_PROTOCOL`` value whose sockets go to ``handler``
+        (anything else is answered EOPNOTSUPP); only tests change it, to reach the
+        handler path with ordinary sockets on a kernel without QUIC."""
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
         self._transport = transport
         self._handler = handler
         self._max_in_flight = max_in_flight
+        self._quic_protocol = quic_protocol
+        self._draining = False
         self._requests: set[asyncio.Task[None]] = set()
         self._drain_wanted = asyncio.Event()
         self._capped = False
@@ -123,7 +129,7 @@ class HandshakeAgent:
 
     async def wait_idle(self) -> None:
         """Return once no request is in flight and no drain is pending (for tests)."""
-        while self._requests or self._drain_wanted.is_set():
+        while self._requests or self._draining or self._drain_wanted.is_set():
             await asyncio.sleep(0.005)
 
     async def stop(self, timeout: float | None = None) -> None:
@@ -187,27 +193,33 @@ class HandshakeAgent:
         while True:
             await self._drain_wanted.wait()
             self._drain_wanted.clear()
-            while self._accepting:
-                if len(self._requests) >= self._max_in_flight:
-                    self._capped = True  # resume when a request finishes
-                    break
-                try:
-                    replies = await self._transport.request(body, codec.NLM_F_REQUEST)
-                except OSError as exc:
-                    if exc.errno == errno.EAGAIN:
-                        log.debug(
-                            "netlink: ACCEPT -> EAGAIN (nothing pending, or another agent won)"
-                        )
-                    elif exc.errno == errno.EPERM:
-                        log.error("netlink: ACCEPT -> EPERM: the agent needs CAP_NET_ADMIN")
-                    else:
-                        log.error("netlink: ACCEPT failed: %s", exc)
-                    break
-                if not replies:
-                    log.error("netlink: ACCEPT answered without a reply message")
-                    break
-                for reply in replies:
-                    self._spawn(reply)
+            self._draining = True
+            try:
+                await self._drain(body)
+            finally:
+                self._draining = False
+
+    async def _drain(self, body: bytes) -> None:
+        """ACCEPT until EAGAIN, an error, or the in-flight cap."""
+        while self._accepting:
+            if len(self._requests) >= self._max_in_flight:
+                self._capped = True  # resume when a request finishes
+                break
+            try:
+                replies = await self._transport.request(body, codec.NLM_F_REQUEST)
+            except OSError as exc:
+                if exc.errno == errno.EAGAIN:
+                    log.debug("netlink: ACCEPT -> EAGAIN (nothing pending, or another agent won)")
+                elif exc.errno == errno.EPERM:
+                    log.error("netlink: ACCEPT -> EPERM: the agent needs CAP_NET_ADMIN")
+                else:
+                    log.error("netlink: ACCEPT failed: %s", exc)
+                break
+            if not replies:
+                log.error("netlink: ACCEPT answered without a reply message")
+                break
+            for reply in replies:
+                self._spawn(reply)
 
     def _spawn(self, reply: bytes) -> None:
         task = asyncio.create_task(self._serve(reply), name="handshake-request")
@@ -252,8 +264,11 @@ class HandshakeAgent:
                     os.close(sockfd)
 
     async def _run(self, request: AcceptRequest, sock: socket.socket) -> _Result:
-        proto = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL)
-        if proto != uapi.IPPROTO_QUIC:
+        try:
+            proto = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL)
+        except OSError as exc:
+            return errno.EINVAL, (), f"accepted fd {request.sockfd}: SO_PROTOCOL: {exc}"
+        if proto != self._quic_protocol:
             return errno.EOPNOTSUPP, (), f"socket protocol {proto} is not QUIC"
         try:
             outcome = await self._handler(request, sock)
