@@ -166,7 +166,9 @@ def _describe(node: Node) -> str:
         return f"{value!r}, which YAML reads as a boolean"
     if kind in ("int", "float"):
         return f"the number {value}"
-    return f"{value!r}, which YAML reads as a {kind}"
+    if kind in ("timestamp", "binary", "merge", "value", "yaml"):
+        return f"{value!r}, which YAML reads as a {kind}"
+    return f"a value tagged !!{kind}"
 
 
 def _expected(node: Node, what: str) -> _Invalid:
@@ -197,8 +199,9 @@ def boolean(ctx: _Ctx, node: Node, key: str) -> bool:
         raise _expected(node, "true or false")
     if node.value.lower() not in ("true", "false"):
         raise _Invalid(
-            node, f"{node.value!r} is a YAML 1.1 boolean that YAML 1.2 reads as a string; "
-            "write true or false"
+            node,
+            f"{node.value!r} is a YAML 1.1 boolean that YAML 1.2 reads as a string; "
+            "write true or false",
         )
     return bool(node.value.lower() == "true")
 
@@ -209,11 +212,17 @@ def integer(lo: int, hi: int) -> _Check:
             raw = node.value
             if node.tag == _TAG + "int" and not _DECIMAL.fullmatch(raw):
                 meant = yaml.safe_load(raw)
-                raise _Invalid(node, f"{raw!r} is not a decimal integer (YAML 1.1 reads it as "
-                                     f"{meant}); write a plain decimal number")
+                raise _Invalid(
+                    node,
+                    f"{raw!r} is not a decimal integer (YAML 1.1 reads it as "
+                    f"{meant}); write a plain decimal number",
+                )
             if node.tag == _TAG + "str" and not node.style and re.fullmatch(r"[-+]?0o\d+", raw):
-                raise _Invalid(node, f"{raw!r} is not a number (YAML 1.1 has no 0o prefix); "
-                                     "write a plain decimal number")
+                raise _Invalid(
+                    node,
+                    f"{raw!r} is not a number (YAML 1.1 has no 0o prefix); "
+                    "write a plain decimal number",
+                )
         if not _is(node, "int"):
             raise _expected(node, f"an integer from {lo} to {hi}")
         value = int(node.value.replace("_", ""))
@@ -310,8 +319,10 @@ def section(cls: type, checks: dict[str, _Check]) -> _Check:
             name = knode.value if _is(knode, "str") else None
             dotted = f"{key}.{knode.value}" if key else str(knode.value)
             if name is None or name not in checks:
-                kind = "merge keys (<<) are not supported" if knode.tag == _TAG + "merge" else (
-                    f"unknown key (expected one of {', '.join(checks)})"
+                kind = (
+                    "merge keys (<<) are not supported"
+                    if knode.tag == _TAG + "merge"
+                    else (f"unknown key (expected one of {', '.join(checks)})")
                 )
                 ctx.error(line_of(knode), dotted, kind)
                 continue
@@ -328,8 +339,9 @@ def section(cls: type, checks: dict[str, _Check]) -> _Check:
     return check
 
 
-_X509 = section(X509Paths, {k: optional_path for k in ("truststore", "crl", "certificate",
-                                                        "private_key")})
+_X509 = section(
+    X509Paths, {k: optional_path for k in ("truststore", "crl", "certificate", "private_key")}
+)
 _SETTINGS = section(Settings, {
     "log": section(LogSettings, {
         "level": choice(LOG_LEVELS, "log level"),
@@ -373,8 +385,11 @@ def _semantic(ctx: _Ctx, s: Settings) -> None:
     hs = s.handshake
     if hs.default_timeout_ms > hs.max_timeout_ms:
         d, m = "handshake.default_timeout_ms", "handshake.max_timeout_ms"
-        ctx.error(ctx.lines.get(d) or ctx.lines[m], d,
-                  f"{hs.default_timeout_ms} is greater than {m} ({hs.max_timeout_ms})")
+        ctx.error(
+            ctx.lines.get(d) or ctx.lines[m],
+            d,
+            f"{hs.default_timeout_ms} is greater than {m} ({hs.max_timeout_ms})",
+        )
 
 
 def _syntax_line(exc: yaml.YAMLError, text: str) -> int:
@@ -392,8 +407,9 @@ def parse_config(text: str, path: str) -> Settings:
         root = yaml.compose(text, Loader=loader)
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError([f"{path}:{_syntax_line(exc, text)}: YAML syntax error: "
-                                 f"{problem}"]) from None
+        raise ConfigError(
+            [f"{path}:{_syntax_line(exc, text)}: YAML syntax error: {problem}"]
+        ) from None
     ctx = _Ctx()
     if root is None:
         return Settings()
