@@ -58,16 +58,26 @@ class HandshakeOutcome:
 Handler = Callable[[AcceptRequest, socket.socket], Awaitable[HandshakeOutcome]]
 
 
+#: Linux aliases where ``errno.errorcode`` picks the name tlshd and the kernel docs don't
+_ERRNO_NAMES = {errno.EOPNOTSUPP: "EOPNOTSUPP", errno.EDEADLK: "EDEADLK"}
+
+
+def errno_name(code: int) -> str:
+    if code == 0:
+        return "OK"
+    return _ERRNO_NAMES.get(code) or errno.errorcode.get(code, "UNKNOWN")
+
+
 def status_text(status: int) -> str:
     """``95 EOPNOTSUPP``; ``0 OK``."""
-    return f"{status} {errno.errorcode.get(status, 'OK' if status == 0 else 'UNKNOWN')}"
+    return f"{status} {errno_name(status)}"
 
 
 def format_peer(sock: socket.socket) -> str:
     try:
         addr = sock.getpeername()
     except OSError as exc:
-        return f"<no peer: {errno.errorcode.get(exc.errno or 0, exc)}>"
+        return f"<no peer: {errno_name(exc.errno or 0)}>"
     if isinstance(addr, tuple) and len(addr) >= 2:
         host, port = addr[0], addr[1]
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
@@ -156,7 +166,7 @@ class HandshakeAgent:
                 batch = await self._transport.recv()
             except OSError as exc:
                 failures += 1
-                name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+                name = errno_name(exc.errno or 0)
                 log.warning("netlink receive error %s (%s): draining pending requests", name, exc)
                 self._drain_wanted.set()
                 if failures > 1:
@@ -302,5 +312,6 @@ class HandshakeAgent:
             body = codec.encode_done(status, sockfd, remote_auth)
             await self._transport.request(body, codec.NLM_F_REQUEST | codec.NLM_F_ACK)
         except (OSError, ValueError) as exc:
-            name = errno.errorcode.get(getattr(exc, "errno", 0) or 0, "")
+            code = exc.errno if isinstance(exc, OSError) else None
+            name = errno_name(code) if code else type(exc).__name__
             log.warning("netlink: DONE for %s (fd %d) failed: %s %s", peer, sockfd, name, exc)
