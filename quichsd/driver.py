@@ -1,0 +1,463 @@
+"""One TLS handshake over a :class:`~quichsd.quicsocket.QuicSocket`, on asyncio.
+
+The driver speaks the kernel QUIC socket contract (kernel-interfaces.md §2-§3) and is the
+only layer that touches the socket; the TLS engine below it is sans-IO.
+
+States (one pass, in this order; each line is what the driver is doing)::
+
+    READING_SOCKET_SETTINGS   getsockopt ALPN, CONFIG, SESSION_TICKET, TRANSPORT_PARAM_EXT
+    STARTING                  build the engine; a client emits its ClientHello
+    EXCHANGING                act on engine events in order (sendmsg CryptoData with MSG_MORE
+                              on all but the last, setsockopt CRYPTO_SECRET per Secret,
+                              TRANSPORT_PARAM_EXT with the peer's parameters, ALPN on a server);
+                              wait for the socket, recvmsg until EAGAIN, feed the engine
+    WAITING_FOR_TICKET        client with quic_config.receive_session_ticket = N: poll
+                              getsockopt(SESSION_TICKET) every 100 ms for up to N s, feed the
+                              NewSessionTicket, hand session data back with setsockopt
+    DONE                      status 0, or the error's status; on a TLS alert the socket
+                              gets CONNECTION_CLOSE 0x100 + alert first
+
+Rules: every handshake has a deadline (``HandshakeTimeout`` -> ETIMEDOUT); the engine is
+closed on every path; the reader registered on the event loop is removed on every path;
+``run_handshake`` never raises a :class:`~quichsd.errors.HandshakeError` (it returns it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from . import uapi
+from .errors import (
+    BadMessage,
+    ConnectionReset,
+    GnuTLSError,
+    HandshakeError,
+    HandshakeTimeout,
+    InvalidRequest,
+    KeyRejected,
+    LocalError,
+    PeerRejected,
+    ProtocolViolation,
+    SocketError,
+)
+from .gnutls import _lib as gnutls
+from .gnutls.creds import AntiReplay, CertificateCredentials, PriorityCache, PskLookup
+from .quicsocket import HANDSHAKE_INFO_CMSG_SPACE, QuicSocket, find_handshake_level, handshake_cmsg
+from .tls.engine import Auth, Engine, EngineConfig, Keylog, ResumptionKx, Role
+from .tls.events import (
+    AlertSent,
+    AlpnSelected,
+    CryptoData,
+    Event,
+    HandshakeComplete,
+    PeerTransportParams,
+    Secret,
+    SessionData,
+)
+from .uapi import CertRequest, Cipher, CryptoLevel
+
+log = logging.getLogger("quichsd.driver")
+
+RECV_BUFSIZE = 65536
+TICKET_POLL_INTERVAL = 0.1
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TlsPolicy:
+    """Daemon-wide TLS choices (from the config); the socket's cipher hint narrows them."""
+
+    ciphers: tuple[Cipher, ...] = ()
+    groups: tuple[str, ...] = ()
+    resumption_kx: ResumptionKx = ResumptionKx.PSK_DHE
+    session_tickets: bool = True
+    early_data: bool = True
+
+
+@dataclass(frozen=True)
+class HandshakeRequest:
+    role: Role
+    auth: Auth = Auth.X509
+    #: client: the server name to send (SNI) and verify; server: unused
+    peer_name: str | None = None
+    #: our certificate credentials (own chain/key and trust anchors)
+    x509: CertificateCredentials | None = None
+    verify_peer: bool = True
+    psk_identity: str | None = None
+    psk_key: bytes | None = field(default=None, repr=False)
+    psk_lookup: PskLookup | None = None
+    #: server: None = take it from the socket's quic_config.certificate_request
+    cert_request: CertRequest | None = None
+    timeout: float = 10.0
+    policy: TlsPolicy = TlsPolicy()
+    anti_replay: AntiReplay | None = None
+    priorities: PriorityCache | None = None
+    #: server ticket key when the socket provides none (userspace stacks may)
+    ticket_key: bytes | None = field(default=None, repr=False)
+    #: run GnuTLS steps here (they release the GIL) instead of on the event loop
+    executor: Executor | None = None
+    keylog: Keylog | None = None
+
+
+@dataclass
+class HandshakeResult:
+    status: int  # 0 or a positive errno, ready for DONE
+    error: HandshakeError | None = None
+    info: HandshakeComplete | None = None
+    alpn: bytes | None = None
+    session_data: bytes | None = field(default=None, repr=False)
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 0
+
+
+@dataclass
+class _Settings:
+    alpns: tuple[bytes, ...]
+    config: uapi.QuicConfig
+    ticket: bytes
+    local_tp: bytes
+
+
+def _sockopt(sock: QuicSocket, opt: int, buflen: int, what: str) -> bytes:
+    try:
+        value = sock.getsockopt(uapi.SOL_QUIC, opt, buflen)
+    except OSError as e:
+        raise SocketError(
+            f"getsockopt({what}) failed: {e.strerror or e}", e.errno or errno.EIO
+        ) from None
+    return bytes(value)
+
+
+def _setopt(sock: QuicSocket, opt: int, value: bytes, what: str) -> None:
+    try:
+        sock.setsockopt(uapi.SOL_QUIC, opt, value)
+    except OSError as e:
+        raise SocketError(
+            f"setsockopt({what}) failed: {e.strerror or e}", e.errno or errno.EIO
+        ) from None
+
+
+def read_settings(sock: QuicSocket) -> _Settings:
+    """READING_SOCKET_SETTINGS: what the kernel consumer configured on the socket."""
+    raw_alpn = _sockopt(sock, uapi.QUIC_SOCKOPT_ALPN, uapi.QUIC_ALPN_MAX_LEN, "ALPN")
+    try:
+        alpns = uapi.parse_alpn_option(raw_alpn)
+    except ValueError as e:
+        raise InvalidRequest(f"socket ALPN setting is invalid: {e}") from None
+    config = uapi.unpack_config(
+        _sockopt(sock, uapi.QUIC_SOCKOPT_CONFIG, uapi.CONFIG_SIZE, "CONFIG")
+    )
+    if config.payload_cipher_type not in (0, *iter(Cipher)):
+        raise InvalidRequest(f"socket cipher hint {config.payload_cipher_type} is not 0 or 51-54")
+    if config.certificate_request > CertRequest.REQUIRE:
+        raise InvalidRequest(f"socket certificate_request {config.certificate_request} > 2")
+    ticket = _sockopt(sock, uapi.QUIC_SOCKOPT_SESSION_TICKET, uapi.QUIC_TICKET_MAX_LEN, "TICKET")
+    local_tp = _sockopt(
+        sock, uapi.QUIC_SOCKOPT_TRANSPORT_PARAM_EXT, uapi.QUIC_TP_EXT_MAX_LEN, "TRANSPORT_PARAM_EXT"
+    )
+    return _Settings(alpns, config, ticket, local_tp)
+
+
+def engine_config(req: HandshakeRequest, st: _Settings) -> EngineConfig:
+    """Combine the request (daemon policy + credentials) with the socket's settings."""
+    pol = req.policy
+    ciphers = pol.ciphers
+    if st.config.payload_cipher_type:
+        ciphers = (Cipher(st.config.payload_cipher_type),)
+    client = req.role is Role.CLIENT
+    session_data = st.ticket if client and st.ticket else None
+    ticket_key: bytes | None = None
+    if not client and pol.session_tickets:
+        ticket_key = st.ticket if len(st.ticket) == uapi.QUIC_TICKET_MASTER_KEY_LEN else None
+        ticket_key = ticket_key or req.ticket_key
+    cert_request = req.cert_request
+    if cert_request is None:
+        cert_request = CertRequest(st.config.certificate_request)
+    return EngineConfig(
+        role=req.role,
+        auth=req.auth,
+        alpns=st.alpns,
+        ciphers=ciphers,
+        groups=pol.groups,
+        transport_params=st.local_tp,
+        peer_name=req.peer_name,
+        verify_peer=req.verify_peer,
+        cert_request=cert_request,
+        x509=req.x509,
+        psk_identity=req.psk_identity,
+        psk_key=req.psk_key,
+        psk_lookup=req.psk_lookup,
+        session_data=session_data,
+        ticket_key=ticket_key,
+        early_data=pol.early_data,
+        resumption_kx=pol.resumption_kx,
+        anti_replay=req.anti_replay,
+        priorities=req.priorities,
+        keylog=req.keylog,
+    )
+
+
+def close_code(exc: HandshakeError) -> uapi.ConnectionClose | None:
+    """The QUIC CONNECTION_CLOSE for a failed handshake (RFC 9001 §4.8), if any."""
+    if exc.alert is not None:
+        name = gnutls.alert_name(exc.alert)
+        phrase = f"TLS alert {exc.alert}: {name}".encode()
+        return uapi.ConnectionClose(uapi.QUIC_TRANSPORT_ERROR_CRYPTO + exc.alert, 0, phrase)
+    if isinstance(exc, ProtocolViolation | BadMessage):
+        return uapi.ConnectionClose(
+            uapi.QUIC_TRANSPORT_ERROR_PROTOCOL_VIOLATION, 0, str(exc)[:60].encode()
+        )
+    return None
+
+
+def _peer_close_error(sock: QuicSocket) -> HandshakeError:
+    """The peer (or the stack) closed the connection: say how, if the socket knows."""
+    try:
+        raw = sock.getsockopt(
+            uapi.SOL_QUIC, uapi.QUIC_SOCKOPT_CONNECTION_CLOSE, uapi.CONNECTION_CLOSE_SIZE
+        )
+        info = uapi.unpack_connection_close(bytes(raw))
+    except (OSError, ValueError):
+        return ConnectionReset("connection closed during the handshake")
+    code = info.errcode
+    reason = info.phrase.decode(errors="replace")
+    if uapi.QUIC_TRANSPORT_ERROR_CRYPTO <= code < uapi.QUIC_TRANSPORT_ERROR_CRYPTO + 256:
+        alert = code - uapi.QUIC_TRANSPORT_ERROR_CRYPTO
+        text = f"peer closed the connection with TLS alert {alert} ({gnutls.alert_name(alert)})"
+        if reason:
+            text += f": {reason}"
+        if alert == 115:  # unknown_psk_identity
+            return KeyRejected(text)
+        return PeerRejected(text)
+    return ConnectionReset(
+        f"connection closed with error 0x{code:x}" + (f": {reason}" if reason else "")
+    )
+
+
+class _Run:
+    """One handshake in progress (holds the state the loop shares)."""
+
+    def __init__(self, sock: QuicSocket, req: HandshakeRequest) -> None:
+        self.sock = sock
+        self.req = req
+        self.loop = asyncio.get_running_loop()
+        self.deadline = self.loop.time() + req.timeout
+        self.engine: Engine | None = None
+        self.info: HandshakeComplete | None = None
+        self.alpn: bytes | None = None
+        self.session_data: bytes | None = None
+        self.app_secrets = 0
+        self.phase = "reading socket settings"
+        self.ready = asyncio.Event()
+        self.fd = sock.fileno()
+
+    async def _call(self, fn: Callable[..., T], *args: object) -> T:
+        if self.req.executor is None:
+            return fn(*args)
+        return await self.loop.run_in_executor(self.req.executor, fn, *args)
+
+    # -- events -> socket ---------------------------------------------------------------------
+    def act(self, events: list[Event]) -> None:
+        last_data = max((i for i, e in enumerate(events) if isinstance(e, CryptoData)), default=-1)
+        for i, ev in enumerate(events):
+            if isinstance(ev, CryptoData):
+                flags = socket.MSG_MORE if i < last_data else 0
+                try:
+                    self.sock.sendmsg([ev.data], [handshake_cmsg(ev.level)], flags)
+                except OSError as e:
+                    raise SocketError(
+                        f"sendmsg of {len(ev.data)} bytes at {ev.level.name} failed: {e.strerror}",
+                        e.errno or errno.EIO,
+                    ) from None
+            elif isinstance(ev, Secret):
+                packed = uapi.pack_crypto_secret(
+                    uapi.CryptoSecret(ev.level, ev.send, ev.cipher, ev.secret)
+                )
+                _setopt(
+                    self.sock,
+                    uapi.QUIC_SOCKOPT_CRYPTO_SECRET,
+                    packed,
+                    f"CRYPTO_SECRET {ev.level.name} {'tx' if ev.send else 'rx'}",
+                )
+                if ev.level is CryptoLevel.APP:
+                    self.app_secrets += 1
+                self.phase = self._phase_after(ev)
+            elif isinstance(ev, PeerTransportParams):
+                if len(ev.data) > uapi.QUIC_TP_EXT_MAX_LEN:
+                    raise InvalidRequest(
+                        f"peer transport parameters of {len(ev.data)} bytes exceed the kernel's "
+                        f"{uapi.QUIC_TP_EXT_MAX_LEN}"
+                    )
+                _setopt(
+                    self.sock, uapi.QUIC_SOCKOPT_TRANSPORT_PARAM_EXT, ev.data, "TRANSPORT_PARAM_EXT"
+                )
+            elif isinstance(ev, AlpnSelected):
+                self.alpn = ev.alpn
+                if self.req.role is Role.SERVER:
+                    _setopt(self.sock, uapi.QUIC_SOCKOPT_ALPN, ev.alpn, "ALPN")
+            elif isinstance(ev, HandshakeComplete):
+                self.info = ev
+            elif isinstance(ev, SessionData):
+                self.session_data = ev.data
+            elif isinstance(ev, AlertSent):
+                pass  # carried by the exception the engine raised
+
+    def _phase_after(self, ev: Secret) -> str:
+        if ev.level is CryptoLevel.HANDSHAKE:
+            return "exchanging HANDSHAKE messages"
+        if ev.level is CryptoLevel.APP:
+            return "waiting for the peer's Finished"
+        return self.phase
+
+    # -- socket -> engine -----------------------------------------------------------------------
+    def _on_readable(self) -> None:
+        self.ready.set()
+
+    def drain(self) -> list[tuple[CryptoLevel, bytes]]:
+        out: list[tuple[CryptoLevel, bytes]] = []
+        while True:
+            try:
+                data, anc, flags, _addr = self.sock.recvmsg(RECV_BUFSIZE, HANDSHAKE_INFO_CMSG_SPACE)
+            except BlockingIOError:
+                return out
+            except InterruptedError:
+                continue
+            except OSError as e:
+                if e.errno in (errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN):
+                    raise _peer_close_error(self.sock) from None
+                raise SocketError(f"recvmsg failed: {e.strerror}", e.errno or errno.EIO) from None
+            if flags & socket.MSG_CTRUNC:
+                raise BadMessage("recvmsg control data truncated (MSG_CTRUNC)")
+            if flags & uapi.MSG_QUIC_NOTIFICATION:
+                raise _peer_close_error(self.sock)
+            try:
+                level = find_handshake_level(anc)
+            except ValueError as e:
+                raise ProtocolViolation(f"bad QUIC_HANDSHAKE_INFO cmsg: {e}") from None
+            if level is None:
+                if not data:
+                    raise _peer_close_error(self.sock)
+                raise BadMessage(
+                    f"recvmsg returned {len(data)} bytes without a QUIC_HANDSHAKE_INFO cmsg "
+                    "(uapi mismatch?)"
+                )
+            if level is CryptoLevel.EARLY:
+                raise ProtocolViolation("handshake data received at the EARLY level")
+            out.append((level, data))
+
+    async def wait_readable(self) -> None:
+        remaining = self.deadline - self.loop.time()
+        if remaining <= 0:
+            raise HandshakeTimeout(f"deadline of {self.req.timeout:g} s passed while {self.phase}")
+        self.ready.clear()
+        self.loop.add_reader(self.fd, self._on_readable)
+        try:
+            await asyncio.wait_for(self.ready.wait(), remaining)
+        except TimeoutError:
+            raise HandshakeTimeout(
+                f"deadline of {self.req.timeout:g} s passed while {self.phase}"
+            ) from None
+        finally:
+            self.loop.remove_reader(self.fd)
+
+    def finished(self) -> bool:
+        return self.info is not None and self.app_secrets >= 2
+
+    # -- the handshake -----------------------------------------------------------------------------
+    async def run(self) -> None:
+        settings = read_settings(self.sock)
+        cfg = engine_config(self.req, settings)
+        self.phase = "starting"
+        try:
+            self.engine = await self._call(Engine, cfg)
+        except GnuTLSError as e:
+            raise LocalError(f"cannot set up the TLS session: {e}") from e
+        engine = self.engine
+        await self._call(engine.start)
+        client = cfg.role is Role.CLIENT
+        self.phase = "waiting for ServerHello" if client else "waiting for ClientHello"
+        self.act(engine.events())
+        while not self.finished():
+            batch = self.drain()
+            if not batch:
+                await self.wait_readable()
+                continue
+            for level, data in batch:
+                await self._call(engine.receive, level, data)
+                self.act(engine.events())
+        if client and settings.config.receive_session_ticket:
+            await self.wait_for_ticket(settings.config.receive_session_ticket)
+
+    async def wait_for_ticket(self, seconds: int) -> None:
+        """WAITING_FOR_TICKET: the kernel hands the NewSessionTicket over via getsockopt."""
+        assert self.engine is not None
+        self.phase = "waiting for a session ticket"
+        end = min(self.loop.time() + seconds, self.deadline)
+        while self.loop.time() < end:
+            nst = _sockopt(
+                self.sock,
+                uapi.QUIC_SOCKOPT_SESSION_TICKET,
+                uapi.QUIC_TICKET_MAX_LEN,
+                "SESSION_TICKET",
+            )
+            if nst:
+                await self._call(self.engine.receive, CryptoLevel.APP, nst)
+                self.act(self.engine.events())
+                if self.session_data:
+                    if len(self.session_data) <= uapi.QUIC_TICKET_MAX_LEN:
+                        _setopt(
+                            self.sock,
+                            uapi.QUIC_SOCKOPT_SESSION_TICKET,
+                            self.session_data,
+                            "SESSION_TICKET",
+                        )
+                    else:
+                        log.warning(
+                            "session data of %d bytes exceeds the kernel's %d; not stored",
+                            len(self.session_data),
+                            uapi.QUIC_TICKET_MAX_LEN,
+                        )
+                return
+            await asyncio.sleep(TICKET_POLL_INTERVAL)
+        log.debug("no session ticket within %d s", seconds)
+
+
+async def run_handshake(sock: QuicSocket, req: HandshakeRequest) -> HandshakeResult:
+    """Run one handshake; always returns a result whose ``status`` is ready for DONE."""
+    start = time.monotonic()
+    run = _Run(sock, req)
+    err: HandshakeError | None = None
+    try:
+        await run.run()
+    except HandshakeError as e:
+        err = e
+    except Exception as e:  # our bug: answer EIO, never leave the socket unanswered
+        log.exception("unexpected error in the handshake driver")
+        err = LocalError(f"internal error: {e!r}")
+    finally:
+        if run.engine is not None:
+            run.engine.close()
+    if err is not None:
+        cc = close_code(err)
+        if cc is not None:
+            try:
+                sock.setsockopt(
+                    uapi.SOL_QUIC,
+                    uapi.QUIC_SOCKOPT_CONNECTION_CLOSE,
+                    uapi.pack_connection_close(cc),
+                )
+            except OSError as e:
+                log.debug("could not set CONNECTION_CLOSE 0x%x: %s", cc.errcode, e)
+        return HandshakeResult(err.status, err, run.info, run.alpn, None, time.monotonic() - start)
+    return HandshakeResult(0, None, run.info, run.alpn, run.session_data, time.monotonic() - start)
