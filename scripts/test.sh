@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The test command: set-up (idempotent), lint, strict typing, then every test tier
+# (unit, engine, keyring, netlink, interop against real QUIC peers, real-kernel VM).
+# Extra arguments go to pytest, e.g. scripts/test.sh -m "not vm".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+./tests/kernel/setup.sh
+echo "== ruff"
+.venv/bin/ruff check quichsd tests bench
+.venv/bin/ruff format --check quichsd tests bench
+echo "== mypy --strict quichsd"
+.venv/bin/mypy --strict quichsd
+echo "== pytest"
+exec .venv/bin/python -m pytest "$@"
