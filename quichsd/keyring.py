@@ -56,7 +56,7 @@ class KeyringError(OSError, QuichsdError):
     """A keyutils call failed; ``errno`` is the call's errno."""
 
     def __init__(self, err: int, call: str, what: str) -> None:
-        name = errno.errorcode.get(err, str(err))
+        name = "EOPNOTSUPP" if err == errno.EOPNOTSUPP else errno.errorcode.get(err, str(err))
         detail = os.strerror(err)
         if err == errno.EOPNOTSUPP and call == "keyctl_read_alloc":
             detail += " (this key type cannot be read from userspace, e.g. 'asymmetric')"
