@@ -77,8 +77,18 @@ def _os_error(exc: BaseException) -> OSError:
 class PyrouteTransport:
     """``NetlinkTransport`` over two pyroute2 asyncio generic netlink sockets."""
 
-    def __init__(self, request_timeout: float = REQUEST_TIMEOUT) -> None:
+    def __init__(
+        self,
+        request_timeout: float = REQUEST_TIMEOUT,
+        *,
+        family: str = uapi.HANDSHAKE_FAMILY_NAME,
+        group: str = uapi.HANDSHAKE_MCGRP_TLSHD,
+    ) -> None:
+        """``family``/``group`` exist so tests can drive this class against a generic
+        netlink family every kernel has (``nlctrl``/``notify``)."""
         self._request_timeout = request_timeout
+        self._family = family
+        self._group = group
         self._family_id: int | None = None
         self._mcast: AsyncGenericNetlinkSocket | None = None
         self._req: AsyncGenericNetlinkSocket | None = None
@@ -94,18 +104,20 @@ class PyrouteTransport:
         sock.module_err_level = "debug"  # we report the absence ourselves, once
         try:
             try:
-                await sock.bind(uapi.HANDSHAKE_FAMILY_NAME, _RawGenlMsg)
+                await sock.bind(self._family, _RawGenlMsg)
             except NetlinkError as exc:
                 if exc.code == errno.ENOENT:
-                    raise HandshakeFamilyUnavailable() from exc
+                    other = self._family != uapi.HANDSHAKE_FAMILY_NAME
+                    raise HandshakeFamilyUnavailable(
+                        f"no family {self._family!r}" if other else None
+                    ) from exc
                 raise _os_error(exc) from exc
             if join:
-                if uapi.HANDSHAKE_MCGRP_TLSHD not in sock.mcast_groups:
+                if self._group not in sock.mcast_groups:
                     raise HandshakeFamilyUnavailable(
-                        f"no multicast group {uapi.HANDSHAKE_MCGRP_TLSHD!r} "
-                        f"(groups: {sorted(sock.mcast_groups)})"
+                        f"no multicast group {self._group!r} (groups: {sorted(sock.mcast_groups)})"
                     )
-                sock.add_membership(uapi.HANDSHAKE_MCGRP_TLSHD)
+                sock.add_membership(self._group)
         except BaseException:
             _close_quietly(sock)
             raise
