@@ -212,18 +212,18 @@ def read_file(path: str, *, secret: bool, limit: int) -> bytearray:
 
 
 def _load_role(role: Role, paths: X509Paths, errors: list[str]) -> X509Material:
-    def attempt(path: str | None) -> bytearray | None:
+    def attempt(path: str | None, limit: int = MAX_BUNDLE_BYTES) -> bytearray | None:
         if path is None:
             return None
         try:
-            return read_file(path, secret=False, limit=MAX_BUNDLE_BYTES)
+            return read_file(path, secret=False, limit=limit)
         except CredentialsError as exc:
             errors.extend(exc.errors)
             return None
 
     chain = key = trust = crl = None
     if paths.certificate is not None:
-        data = attempt(paths.certificate)
+        data = attempt(paths.certificate, MAX_CHAIN_BYTES)
         if data is not None:
             try:
                 n = check_certificates(data, limit=MAX_CHAIN_CERTS)

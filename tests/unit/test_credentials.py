@@ -272,3 +272,32 @@ def test_kernel_serial_not_der(monkeypatch: pytest.MonkeyPatch) -> None:
         cr.Credentials().x509("server", cert_serial=7)
     with pytest.raises(LocalError, match="^key serial 8: private key is not DER$"):
         cr.Credentials().x509("server", key_serial=8)
+
+
+def _imports(module: str) -> set[str]:
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    assert spec is not None and spec.origin is not None
+    tree = ast.parse(Path(spec.origin).read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("module", ["quichsd.credentials", "quichsd.keyring", "quichsd.pem",
+                                    "quichsd.config"])
+def test_bytes_level_modules_do_not_import_gnutls(module: str) -> None:
+    bad = {n for n in _imports(module) if n.startswith(("quichsd.gnutls", "quichsd.tls"))}
+    assert bad == set()
+
+
+def test_config_and_pem_are_pure() -> None:
+    io = {"os", "socket", "asyncio", "ctypes", "subprocess", "pyroute2", "logging"}
+    assert _imports("quichsd.config") & io == set()
+    assert _imports("quichsd.pem") & io == set()
