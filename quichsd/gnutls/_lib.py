@@ -129,6 +129,7 @@ hook_func_t = C.CFUNCTYPE(C.c_int, session_t, C.c_uint, C.c_uint, C.c_uint, C.PO
 db_add_func_t = C.CFUNCTYPE(C.c_int, C.c_void_p, C.c_int64, C.POINTER(datum_t), C.POINTER(datum_t))
 psk_server_func2_t = C.CFUNCTYPE(C.c_int, session_t, C.POINTER(datum_t), C.POINTER(datum_t))
 keylog_func_t = C.CFUNCTYPE(C.c_int, session_t, C.c_char_p, C.POINTER(datum_t))
+verify_func_t = C.CFUNCTYPE(C.c_int, session_t)
 log_func_t = C.CFUNCTYPE(None, C.c_int, C.c_char_p)
 
 
@@ -161,6 +162,10 @@ gnutls_credentials_set = _fn("gnutls_credentials_set", _I, session_t, _I, _VP)
 gnutls_server_name_set = _fn("gnutls_server_name_set", _I, session_t, _I, C.c_char_p, C.c_size_t)
 gnutls_session_set_verify_cert = _fn("gnutls_session_set_verify_cert", None, session_t, _VP, _U)
 gnutls_session_get_verify_cert_status = _fn("gnutls_session_get_verify_cert_status", _U, session_t)
+gnutls_session_set_verify_function = _fn(
+    "gnutls_session_set_verify_function", None, session_t, verify_func_t
+)
+gnutls_certificate_verify_peers2 = _fn("gnutls_certificate_verify_peers2", _I, session_t, _P(_U))
 gnutls_certificate_verification_status_print = _fn(
     "gnutls_certificate_verification_status_print", _I, _U, _I, _P(datum_t), _U
 )

@@ -64,6 +64,11 @@ TP_EXTENSION = 0x39
 #: cap on handshake bytes accepted from one peer (RFC 9000 §7.5 lets us choose; the
 #: largest legitimate flight is a long certificate chain)
 MAX_HANDSHAKE_BYTES = 128 * 1024
+#: handshake message types QUIC lets a peer send us (RFC 9001 §6 and §8.3 forbid KeyUpdate
+#: and EndOfEarlyData): ClientHello, ServerHello, NewSessionTicket, EncryptedExtensions,
+#: Certificate, CertificateRequest, CertificateVerify, Finished
+_ALLOWED_RX_TYPES = frozenset({1, 2, 4, 8, 11, 13, 15, 20})
+_NEW_SESSION_TICKET = 4
 
 _TO_GNUTLS_LEVEL = {
     CryptoLevel.INITIAL: L.GNUTLS_ENCRYPTION_LEVEL_INITIAL,
@@ -97,6 +102,7 @@ DEFAULT_CIPHERS = (
 # TLS alert descriptions we choose ourselves
 ALERT_UNEXPECTED_MESSAGE = 10
 ALERT_BAD_CERTIFICATE = 42
+ALERT_DECODE_ERROR = 50
 ALERT_CERTIFICATE_REVOKED = 44
 ALERT_CERTIFICATE_EXPIRED = 45
 ALERT_UNKNOWN_CA = 48
@@ -209,6 +215,9 @@ class Engine:
         self._alpn_sent = False
         self._alert: int | None = None
         self._rx_bytes = 0
+        #: the only level the peer may send at now: the newest read key (RFC 9001 §4.1.3)
+        self._rx_level = CryptoLevel.INITIAL
+        self._rx_partial = bytearray()  # start of an incomplete message at _rx_level
         self._psk_identity: str | None = None
         self._keep: list[Any] = []  # C memory that must outlive the session
         self._psk_client: PskClientCredentials | None = None
@@ -328,8 +337,12 @@ class Engine:
         cfg, s = self.cfg, self._session
         if cfg.x509 is not None and cfg.auth is not Auth.PSK:
             L.gnutls_certificate_server_set_request(s, int(cfg.cert_request))
-            if cfg.cert_request is not CertRequest.IGNORE and cfg.verify_peer:
+            if cfg.cert_request is CertRequest.REQUIRE and cfg.verify_peer:
                 L.gnutls_session_set_verify_cert(s, None, 0)
+            elif cfg.cert_request is CertRequest.REQUEST and cfg.verify_peer:
+                # GnuTLS's own check fails when no certificate came: verify only one sent
+                self._cb_verify = L.verify_func_t(self._on_verify_optional)
+                L.gnutls_session_set_verify_function(s, self._cb_verify)
         if cfg.ticket_key:
             key = L.OwnedDatum(cfg.ticket_key)
             try:
@@ -384,6 +397,8 @@ class Engine:
                 self._events.append(Secret(level, True, cipher, C.string_at(tx, size)))
             if rx:
                 self._events.append(Secret(level, False, cipher, C.string_at(rx, size)))
+                if level is not CryptoLevel.EARLY:
+                    self._rx_level = level
             if glevel == L.GNUTLS_ENCRYPTION_LEVEL_APPLICATION and rx:
                 self._app_rx = True
                 if self.cfg.role is Role.SERVER and self.cfg.ticket_key:
@@ -418,6 +433,26 @@ class Engine:
         try:
             self._check_transport_params()
             self._emit_alpn()
+            return 0
+        except BaseException as e:
+            return self._capture(e)
+
+    def _on_verify_optional(self, s: int) -> int:
+        try:
+            if not self.peer_certificates():
+                return 0
+            status = C.c_uint(0)
+            ret = L.gnutls_certificate_verify_peers2(s, C.byref(status))
+            if ret < 0:
+                raise PeerRejected(
+                    f"peer certificate could not be verified: {L.strerror(ret)}",
+                    alert=ALERT_BAD_CERTIFICATE,
+                )
+            if status.value:
+                raise PeerRejected(
+                    f"peer certificate rejected: {self._verify_text(status.value)}",
+                    alert=verify_alert(status.value),
+                )
             return 0
         except BaseException as e:
             return self._capture(e)
@@ -478,6 +513,14 @@ class Engine:
             return
         if level is CryptoLevel.EARLY:
             self._fail_with(ProtocolViolation("handshake data at the EARLY level"))
+        if level is not self._rx_level:  # GnuTLS itself ignores the level of input
+            self._fail_with(
+                ProtocolViolation(
+                    f"handshake data at the {level.name} level while expecting "
+                    f"{self._rx_level.name}",
+                    alert=ALERT_UNEXPECTED_MESSAGE,
+                )
+            )
         self._rx_bytes += len(data)
         if self._rx_bytes > MAX_HANDSHAKE_BYTES:
             self._fail_with(
@@ -486,17 +529,62 @@ class Engine:
                     alert=ALERT_UNEXPECTED_MESSAGE,
                 )
             )
+        complete = self._frame(level, data)
         ret = L.gnutls_handshake_write(self._session, _TO_GNUTLS_LEVEL[level], data, len(data))
         if ret < 0 and (self._error is not None or L.gnutls_error_is_fatal(ret)):
             self._fail(ret, f"processing {level.name} data")
         if not self._hs_done:
             self._step()
-        elif self.cfg.role is Role.CLIENT and level is CryptoLevel.APP:
+        if self._rx_level is not level and self._rx_partial:
+            self._fail_with(
+                ProtocolViolation(
+                    f"{level.name} data continues past the message that changed keys",
+                    alert=ALERT_UNEXPECTED_MESSAGE,
+                )
+            )
+        if (
+            self._hs_done
+            and self.cfg.role is Role.CLIENT
+            and level is CryptoLevel.APP
+            and _NEW_SESSION_TICKET in complete
+        ):
             d = L.datum_t()
             if L.gnutls_session_get_data2(self._session, C.byref(d)) >= 0:
                 blob = L.take_datum(d)
                 if blob:
                     self._events.append(SessionData(blob))
+
+    def _frame(self, level: CryptoLevel, data: bytes) -> list[int]:
+        """Check message headers before GnuTLS buffers them; the types completed by ``data``.
+
+        GnuTLS waits silently for the body of any header, so a garbage length would stall
+        the handshake until its deadline instead of failing it.
+        """
+        buf = self._rx_partial
+        buf += data
+        done: list[int] = []
+        while len(buf) >= 4:
+            htype, length = buf[0], int.from_bytes(buf[1:4], "big")
+            if htype not in _ALLOWED_RX_TYPES:
+                self._fail_with(
+                    PeerRejected(
+                        f"unexpected handshake message type {htype} at the {level.name} level",
+                        alert=ALERT_UNEXPECTED_MESSAGE,
+                    )
+                )
+            if length > MAX_HANDSHAKE_BYTES:
+                self._fail_with(
+                    PeerRejected(
+                        f"handshake message type {htype} at the {level.name} level claims "
+                        f"{length} bytes (limit {MAX_HANDSHAKE_BYTES})",
+                        alert=ALERT_DECODE_ERROR,
+                    )
+                )
+            if len(buf) < 4 + length:
+                break
+            done.append(htype)
+            del buf[: 4 + length]
+        return done
 
     def _step(self) -> None:
         ret = L.gnutls_handshake(self._session)
