@@ -175,7 +175,9 @@ def test_request_keyring_keeps_a_link_it_did_not_make(user_keyring: tuple[str, i
 
 
 def test_request_keyring_missing_is_a_local_error() -> None:
-    dead = kr.add_key("keyring", "doomed", None, SESSION)
+    # Not in @s: an invalidated key stays listed in its keyrings until the GC runs.
+    dead = kr.add_key("keyring", f"doomed-{uuid.uuid4().hex[:8]}", None,
+                      kr.KEY_SPEC_PROCESS_KEYRING)
     kr.invalidate(dead)
     with pytest.raises(LocalError) as info, SessionKeyrings().request_keyring(dead):
         pass
