@@ -54,7 +54,10 @@ class HandshakeOutcome:
     reason: str | None = None  # appended to the completion line
 
 
-#: runs one handshake on an accepted QUIC socket; must not close ``sock``
+#: runs one handshake on an accepted QUIC socket. ``sock`` is the handler's own dup of
+#: the accepted fd (``request.sockfd`` stays with the agent for DONE); it is closed
+#: when the handler returns. Handshake failures are best raised as
+#: :class:`quichsd.errors.HandshakeError` (its ``status`` goes to DONE) or returned.
 Handler = Callable[[AcceptRequest, socket.socket], Awaitable[HandshakeOutcome]]
 
 
@@ -164,9 +167,10 @@ class HandshakeAgent:
         while True:
             try:
                 batch = await self._transport.recv()
-            except OSError as exc:
+            except Exception as exc:  # the reader must survive anything
                 failures += 1
-                name = errno_name(exc.errno or 0)
+                code = exc.errno if isinstance(exc, OSError) else None
+                name = errno_name(code) if code else type(exc).__name__
                 log.warning("netlink receive error %s (%s): draining pending requests", name, exc)
                 self._drain_wanted.set()
                 if failures > 1:
@@ -217,10 +221,11 @@ class HandshakeAgent:
                 break
             try:
                 replies = await self._transport.request(body, codec.NLM_F_REQUEST)
-            except OSError as exc:
-                if exc.errno == errno.EAGAIN:
+            except Exception as exc:  # the drainer must survive anything
+                code = exc.errno if isinstance(exc, OSError) else None
+                if code == errno.EAGAIN:
                     log.debug("netlink: ACCEPT -> EAGAIN (nothing pending, or another agent won)")
-                elif exc.errno == errno.EPERM:
+                elif code == errno.EPERM:
                     log.error("netlink: ACCEPT -> EPERM: the agent needs CAP_NET_ADMIN")
                 else:
                     log.error("netlink: ACCEPT failed: %s", exc)
@@ -281,20 +286,22 @@ class HandshakeAgent:
         if proto != self._quic_protocol:
             return errno.EOPNOTSUPP, (), f"socket protocol {proto} is not QUIC"
         try:
-            outcome = await self._handler(request, sock)
+            with sock.dup() as own:  # the handler may close its copy; DONE names ours
+                outcome = await self._handler(request, own)
+            status, note = _checked_status(outcome.status)
+            remote_auth = tuple(int(x) for x in outcome.remote_auth) if status == 0 else ()
         except HandshakeError as exc:
             return exc.status, (), f"{type(exc).__name__}: {exc}"
         except Exception as exc:
-            log.exception("handshake handler raised on fd %d", request.sockfd)
+            log.exception("handshake handler failed on fd %d", request.sockfd)
             return errno.EIO, (), f"handler raised {type(exc).__name__}: {exc}"
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()  # still answer DONE below; the task then ends normally
             return errno.EIO, (), "agent shutting down"
-        status, note = _checked_status(outcome.status)
         reason = "; ".join(r for r in (outcome.reason, note) if r) or None
-        return status, outcome.remote_auth if status == 0 else (), reason
+        return status, remote_auth, reason
 
     async def _answer(
         self,

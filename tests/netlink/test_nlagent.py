@@ -79,7 +79,7 @@ Reply = Callable[[int], bytes]  # seq -> reply bytes
 
 class FakeKernel:
     def __init__(self) -> None:
-        self.mcast: asyncio.Queue[list[bytes] | OSError] = asyncio.Queue()
+        self.mcast: asyncio.Queue[list[bytes] | Exception] = asyncio.Queue()
         self.pending: list[Reply] = []
         self.sent: list[bytes] = []
         self.done_errno: int | None = None
@@ -95,7 +95,7 @@ class FakeKernel:
 
     async def recv(self) -> list[bytes]:
         item = await self.mcast.get()
-        if isinstance(item, OSError):
+        if isinstance(item, Exception):
             raise item
         return item
 
@@ -279,10 +279,13 @@ async def test_enobufs_drains_until_eagain(
         kernel.mcast.put_nowait(OSError(errno.ENOBUFS, "No buffer space available"))  # READYs lost
         await until(lambda: len(kernel.dones()) == 4)
         await agent.wait_idle()
-        assert not agent._service[0].done()  # the reader survived the error
-        kernel.mcast.put_nowait([READY])  # and still reads
+        assert len(kernel.accepts()) == 1 + 5  # start-up, then 4 + EAGAIN
+        kernel.mcast.put_nowait(RuntimeError("pyroute2 hiccup"))  # any error: same recovery
         await until(lambda: len(kernel.accepts()) == 7)
-    assert len(kernel.accepts()) == 1 + 5 + 1  # start-up, 4 + EAGAIN, after the READY
+        await agent.wait_idle()
+        assert not agent._service[0].done()  # the reader survived both errors
+        kernel.mcast.put_nowait([READY])  # and still reads
+        await until(lambda: len(kernel.accepts()) == 8)
     done_fds = [struct.unpack_from("=i", d, 32)[0] for d in kernel.dones()]
     assert sorted(done_fds) == sorted(fds)
     for d in kernel.dones():
@@ -297,10 +300,11 @@ async def test_enobufs_drains_until_eagain(
 async def test_handler_success_sends_remote_auth(kernel: FakeKernel) -> None:
     base = fd_count()
     fd = udp_fd()
-    seen: list[tuple[AcceptRequest, int]] = []
+    seen: list[tuple[AcceptRequest, bool, int]] = []
 
     async def handler(request: AcceptRequest, sock: socket.socket) -> HandshakeOutcome:
-        seen.append((request, sock.fileno()))
+        proto = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL)
+        seen.append((request, sock.fileno() != request.sockfd, proto))
         return HandshakeOutcome(0, (0x1BDD3D81, 42))
 
     kernel.pending.append(lambda seq: psk_reply(fd, seq, (0x1BDD3D81, 7)))
@@ -316,7 +320,8 @@ async def test_handler_success_sends_remote_auth(kernel: FakeKernel) -> None:
                 timeout_ms=10000,
                 peer_identities=(0x1BDD3D81, 7),
             ),
-            fd,
+            True,  # the handler works on its own dup
+            UDP,
         )
     ]
     assert kernel.dones() == [done_sent(done_seq(kernel), 0, fd, (0x1BDD3D81, 42))]
@@ -352,6 +357,37 @@ async def test_handler_raising_sends_done_and_closes(
     assert text in line
     assert not fd_open(fd)
     assert fd_count() == base
+
+
+async def test_handler_closing_its_socket_does_not_confuse_done(kernel: FakeKernel) -> None:
+    base = fd_count()
+    fd = udp_fd()
+
+    async def handler(request: AcceptRequest, sock: socket.socket) -> HandshakeOutcome:
+        sock.close()
+        return HandshakeOutcome(0, (5,))
+
+    kernel.pending.append(lambda seq: psk_reply(fd, seq))
+    async with running(HandshakeAgent(kernel, handler, quic_protocol=UDP)) as agent:
+        await until(lambda: len(kernel.dones()) == 1)
+        await agent.wait_idle()
+    assert kernel.dones() == [done_sent(done_seq(kernel), 0, fd, (5,))]
+    assert not fd_open(fd)
+    assert fd_count() == base
+
+
+async def test_handler_returning_garbage_is_eio(kernel: FakeKernel) -> None:
+    fd = udp_fd()
+
+    async def handler(request: AcceptRequest, sock: socket.socket) -> Any:
+        return None
+
+    kernel.pending.append(lambda seq: psk_reply(fd, seq))
+    async with running(HandshakeAgent(kernel, handler, quic_protocol=UDP)) as agent:
+        await until(lambda: len(kernel.dones()) == 1)
+        await agent.wait_idle()
+    assert kernel.dones() == [done_sent(done_seq(kernel), errno.EIO, fd)]
+    assert not fd_open(fd)
 
 
 @pytest.mark.parametrize(("returned", "sent"), [(-13, 13), (5000, errno.EIO), (4095, 4095)])
