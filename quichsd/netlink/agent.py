@@ -290,6 +290,9 @@ class HandshakeAgent:
                 outcome = await self._handler(request, own)
             status, note = _checked_status(outcome.status)
             remote_auth = tuple(int(x) for x in outcome.remote_auth) if status == 0 else ()
+            if any(not 0 <= x < 2**32 for x in remote_auth):
+                status, note = errno.EIO, f"handler returned invalid key serials {remote_auth}"
+                remote_auth = ()
         except HandshakeError as exc:
             return exc.status, (), f"{type(exc).__name__}: {exc}"
         except Exception as exc:
@@ -318,7 +321,7 @@ class HandshakeAgent:
         try:
             body = codec.encode_done(status, sockfd, remote_auth)
             await self._transport.request(body, codec.NLM_F_REQUEST | codec.NLM_F_ACK)
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # logged; the fd is closed by the caller either way
             code = exc.errno if isinstance(exc, OSError) else None
             name = errno_name(code) if code else type(exc).__name__
             log.warning("netlink: DONE for %s (fd %d) failed: %s %s", peer, sockfd, name, exc)

@@ -390,14 +390,17 @@ async def test_handler_returning_garbage_is_eio(kernel: FakeKernel) -> None:
     assert not fd_open(fd)
 
 
-@pytest.mark.parametrize(("returned", "sent"), [(-13, 13), (5000, errno.EIO), (4095, 4095)])
+@pytest.mark.parametrize(
+    ("returned", "serials", "sent"),
+    [(-13, (9,), 13), (5000, (9,), errno.EIO), (4095, (9,), 4095), (0, (-1,), errno.EIO)],
+)
 async def test_handler_status_is_made_wire_valid(
-    kernel: FakeKernel, returned: int, sent: int
+    kernel: FakeKernel, returned: int, serials: tuple[int, ...], sent: int
 ) -> None:
     fd = udp_fd()
 
     async def handler(request: AcceptRequest, sock: socket.socket) -> HandshakeOutcome:
-        return HandshakeOutcome(returned, (9,))
+        return HandshakeOutcome(returned, serials)
 
     kernel.pending.append(lambda seq: psk_reply(fd, seq))
     async with running(HandshakeAgent(kernel, handler, quic_protocol=UDP)) as agent:
