@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, overload, runtime_checkable
 
 from . import uapi
 
@@ -38,7 +38,11 @@ HANDSHAKE_INFO_CMSG_SPACE = socket.CMSG_SPACE(8)
 class QuicSocket(Protocol):
     def fileno(self) -> int: ...
 
-    def getsockopt(self, level: int, optname: int, buflen: int = ..., /) -> Any: ...
+    @overload
+    def getsockopt(self, level: int, optname: int, /) -> int: ...
+
+    @overload
+    def getsockopt(self, level: int, optname: int, buflen: int, /) -> bytes: ...
 
     def setsockopt(self, level: int, optname: int, value: bytes, /) -> None: ...
 

@@ -14,7 +14,7 @@ import socket
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from .. import uapi
 from ..quicsocket import Ancillary, find_handshake_level
@@ -59,7 +59,13 @@ class MemoryQuicSocket:
     def getpeername(self) -> Any:
         return ("memory", self.peer.name if self.peer else "")
 
-    def getsockopt(self, level: int, optname: int, buflen: int = 0, /) -> Any:
+    @overload
+    def getsockopt(self, level: int, optname: int, /) -> int: ...
+
+    @overload
+    def getsockopt(self, level: int, optname: int, buflen: int, /) -> bytes: ...
+
+    def getsockopt(self, level: int, optname: int, buflen: int = 0, /) -> int | bytes:
         if level == socket.SOL_SOCKET and optname == socket.SO_PROTOCOL:
             return uapi.IPPROTO_QUIC
         if level != uapi.SOL_QUIC:

@@ -1,0 +1,126 @@
+"""The daemon: the composition root and the process life cycle.
+
+Concurrency model: one asyncio event loop in one process. The netlink agent reads the
+``tlshd`` multicast group and ACCEPTs requests (at most ``handshake.max_in_flight`` in
+flight); each accepted request is one task running the handshake driver. GnuTLS steps
+run in a small thread pool (ctypes releases the GIL), so a slow RSA signature never
+stalls netlink reading or another handshake. What handshakes share lives here: the
+settings+credentials snapshot, the process-wide 0-RTT anti-replay context, the GnuTLS
+priority cache, and the session keyring links.
+
+Signals: SIGHUP reloads the config and credentials (a bad file keeps the old ones;
+handshakes in flight keep their snapshot); SIGTERM/SIGINT stop accepting, let handshakes
+in flight finish within the grace period, answer the rest (DONE ETIMEDOUT) and exit 0.
+Where the kernel has no ``handshake`` family the daemon says so once and stays up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+from . import __version__, sdnotify
+from . import log as logsetup
+from .config import Settings, load_config
+from .credentials import CredentialsError, SessionKeyrings, load_credentials
+from .errors import ConfigError
+from .gnutls import _lib as gnutls
+from .netlink import HandshakeAgent, HandshakeFamilyUnavailable
+from .netlink.pyroute import PyrouteTransport
+from .service import HandshakeService
+
+log = logging.getLogger("quichsd")
+
+STOP_GRACE = 10.0
+
+
+class Daemon:
+    def __init__(self, config_path: str, settings: Settings, *, stderr: bool = False) -> None:
+        self.config_path = config_path
+        self.settings = settings
+        self.stderr = stderr
+        self.stopping = asyncio.Event()
+        self.agent: HandshakeAgent | None = None
+        self.keyrings = SessionKeyrings()
+        self.executor = ThreadPoolExecutor(
+            max_workers=os.cpu_count() or 2, thread_name_prefix="gnutls"
+        )
+        self.service = HandshakeService(
+            settings, load_credentials(settings), keyrings=self.keyrings, executor=self.executor
+        )
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
+        loop.add_signal_handler(signal.SIGINT, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        self.keyrings.link_session_keyrings(self.settings.keyrings)
+        status = await self.start_agent()
+        log.info("quichsd %s (GnuTLS %s) running: %s", __version__, gnutls.version(), status)
+        sdnotify.notify(f"READY=1\nSTATUS={status}")
+        wd_interval = sdnotify.watchdog_interval()
+        wd = asyncio.create_task(sdnotify.watchdog(wd_interval)) if wd_interval else None
+        try:
+            await self.stopping.wait()
+        finally:
+            log.info("stopping")
+            sdnotify.notify("STOPPING=1")
+            if wd is not None:
+                wd.cancel()
+            if self.agent is not None:
+                await self.agent.stop(timeout=STOP_GRACE)
+            self.executor.shutdown(wait=True)
+        return 0
+
+    async def start_agent(self) -> str:
+        agent = HandshakeAgent(
+            PyrouteTransport(),
+            self.service.handle,
+            max_in_flight=self.settings.handshake.max_in_flight,
+        )
+        try:
+            await agent.start()
+        except HandshakeFamilyUnavailable as e:
+            log.warning("%s; kernel handshake requests cannot be served", e)
+            return "kernel handshake family not available"
+        self.agent = agent
+        return "serving kernel handshake requests (netlink family handshake, group tlshd)"
+
+    def reload(self) -> None:
+        """SIGHUP: new config and credentials, or keep the old ones and say why."""
+        try:
+            settings = load_config(self.config_path)
+            creds = load_credentials(settings)
+        except ConfigError as e:
+            for line in e.errors:
+                log.error("reload refused: %s", line)
+            return
+        except CredentialsError as e:
+            for line in e.errors:
+                log.error("reload refused: %s", line)
+            return
+        self.settings = settings
+        logsetup.setup(
+            settings.log.level, stderr=self.stderr, gnutls_level=settings.log.gnutls_level
+        )
+        self.service.reload(settings, creds)
+        self.keyrings.link_session_keyrings(settings.keyrings)
+        log.info("configuration reloaded from %s", self.config_path)
+        sdnotify.notify("READY=1\nSTATUS=configuration reloaded")
+
+
+def serve(config_path: str, settings: Settings, *, stderr: bool = False) -> int:
+    try:
+        daemon = Daemon(config_path, settings, stderr=stderr)
+    except CredentialsError as e:
+        for line in e.errors:
+            log.error("%s", line)
+        return 1
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(daemon.run())
+    return 0

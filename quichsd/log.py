@@ -1,0 +1,71 @@
+"""Logging set-up: journald when running under systemd, else stderr; GnuTLS's log bridge.
+
+Secrets never reach a log: no module logs key material, and the GnuTLS bridge is only
+installed when ``log.gnutls_level`` > 0 (GnuTLS does not print secrets at any level).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from .gnutls import _lib as gnutls
+
+NOTICE = 25
+logging.addLevelName(NOTICE, "NOTICE")
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "notice": NOTICE,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+_gnutls_log = logging.getLogger("quichsd.gnutls")
+_gnutls_cb: object = None
+
+
+def journal_available() -> bool:
+    return bool(os.environ.get("JOURNAL_STREAM")) or os.path.exists("/run/systemd/journal/socket")
+
+
+def setup(level: str = "info", *, stderr: bool = False, gnutls_level: int = 0) -> None:
+    """Configure the root ``quichsd`` logger (idempotent: handlers are replaced)."""
+    root = logging.getLogger("quichsd")
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    handler: logging.Handler | None = None
+    if not stderr and journal_available():
+        try:
+            from systemd.journal import JournalHandler
+
+            handler = JournalHandler(SYSLOG_IDENTIFIER="quichsd")
+            handler.setFormatter(logging.Formatter("%(message)s"))
+        except ImportError:
+            handler = None
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter("quichsd[%(process)d]: %(levelname)s %(name)s: %(message)s")
+        )
+    root.addHandler(handler)
+    root.setLevel(LEVELS[level])
+    root.propagate = False
+    set_gnutls_level(gnutls_level)
+
+
+def set_gnutls_level(level: int) -> None:
+    """Route GnuTLS's debug log to ``quichsd.gnutls`` at DEBUG (0 turns it off)."""
+    global _gnutls_cb
+    if level > 0 and _gnutls_cb is None:
+
+        def cb(lvl: int, msg: bytes | None) -> None:
+            try:
+                text = (msg or b"").decode(errors="replace").rstrip()
+                _gnutls_log.debug("gnutls(%d): %s", lvl, text)
+            except BaseException:  # never raise into C
+                pass
+
+        _gnutls_cb = gnutls.log_func_t(cb)
+        gnutls.gnutls_global_set_log_function(_gnutls_cb)
+    gnutls.gnutls_global_set_log_level(level)

@@ -1,0 +1,273 @@
+"""Turns one kernel handshake request into a driver run: credentials, policy, deadline.
+
+:class:`HandshakeService` holds what all handshakes share and what a reload replaces as
+one snapshot: settings, credentials (GnuTLS objects built once per snapshot), the
+process-wide anti-replay context and priority cache, the executor for GnuTLS steps.
+A handshake in flight keeps the snapshot it started with.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from concurrent.futures import Executor
+from dataclasses import dataclass, field, replace
+
+from . import uapi
+from .config import Settings
+from .credentials import (
+    Credentials,
+    Format,
+    SessionKeyrings,
+    X509Material,
+    lookup_psk,
+    psk_from_serial,
+)
+from .driver import HandshakeRequest, HandshakeResult, TlsPolicy, run_handshake
+from .errors import GnuTLSError, HandshakeError, InvalidRequest, LocalError
+from .gnutls.creds import AntiReplay, CertificateCredentials, PriorityCache
+from .netlink import AcceptRequest, HandshakeOutcome
+from .tls.engine import CIPHER_TOKEN, Auth, ResumptionKx, Role
+from .uapi import CertRequest, Cipher
+
+log = logging.getLogger("quichsd.service")
+
+_CIPHER_BY_NAME = {token: c for c, token in CIPHER_TOKEN.items()}
+_CERT_REQUEST = {
+    "ignore": CertRequest.IGNORE,
+    "request": CertRequest.REQUEST,
+    "require": CertRequest.REQUIRE,
+}
+
+
+def tls_policy(settings: Settings) -> TlsPolicy:
+    t = settings.tls
+    return TlsPolicy(
+        ciphers=tuple(_CIPHER_BY_NAME[c] for c in t.ciphers),
+        groups=tuple(t.groups),
+        resumption_kx=ResumptionKx(t.resumption_key_exchange),
+        session_tickets=t.session_tickets,
+        early_data=t.early_data,
+    )
+
+
+def build_certificate_credentials(m: X509Material, *, need_key: bool) -> CertificateCredentials:
+    """GnuTLS credentials from loaded material (own chain + key, trust, CRL)."""
+    cc = CertificateCredentials()
+    try:
+        if m.chain is not None and m.key is not None:
+            key = bytes(m.key.data)
+            der = m.chain.format is Format.DER
+            if m.key.format is not m.chain.format:  # GnuTLS takes one format for both
+                key = der_key_as_pem(key) if not der else key
+            cc.set_key_pair(m.chain.data, key, der=der)
+        elif need_key:
+            raise LocalError("no certificate and private key configured or passed by the kernel")
+        cc.set_trust(m.trust_pem)
+        if m.crl_pem:
+            cc.add_crl(m.crl_pem)
+    except GnuTLSError as e:
+        cc.close()
+        raise LocalError(f"cannot load x509 credentials: {e}") from e
+    except BaseException:
+        cc.close()
+        raise
+    return cc
+
+
+def der_key_as_pem(der: bytes) -> bytes:
+    """A DER (PKCS#8) private key in PEM armour, for a PEM certificate chain."""
+    import base64
+
+    body = base64.encodebytes(der).replace(b"\n", b"")
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return b"-----BEGIN PRIVATE KEY-----\n" + b"\n".join(lines) + b"\n-----END PRIVATE KEY-----\n"
+
+
+@dataclass
+class Snapshot:
+    """Settings + credentials in force; GnuTLS credential objects built lazily, once."""
+
+    settings: Settings
+    credentials: Credentials
+    policy: TlsPolicy
+    _built: dict[str, CertificateCredentials] = field(default_factory=dict)
+
+    def x509(self, role: Role) -> CertificateCredentials:
+        cc = self._built.get(role.value)
+        if cc is None:
+            material = self.credentials.x509(role.value)
+            cc = build_certificate_credentials(material, need_key=role is Role.SERVER)
+            self._built[role.value] = cc
+        return cc
+
+
+def peer_address(sock: socket.socket) -> str | None:
+    try:
+        addr = sock.getpeername()
+    except OSError:
+        return None
+    return str(addr[0]) if isinstance(addr, tuple) and addr else None
+
+
+class HandshakeService:
+    def __init__(
+        self,
+        settings: Settings,
+        credentials: Credentials,
+        *,
+        keyrings: SessionKeyrings | None = None,
+        executor: Executor | None = None,
+    ) -> None:
+        self.snapshot = Snapshot(settings, credentials, tls_policy(settings))
+        self.anti_replay = AntiReplay()
+        self.priorities = PriorityCache()
+        self.keyrings = keyrings
+        self.executor = executor
+
+    def reload(self, settings: Settings, credentials: Credentials) -> None:
+        """Swap the snapshot; handshakes in flight keep theirs."""
+        self.snapshot = Snapshot(settings, credentials, tls_policy(settings))
+
+    def timeout(self, request: AcceptRequest) -> float:
+        h = self.snapshot.settings.handshake
+        ms = request.timeout_ms or h.default_timeout_ms
+        return min(ms, h.max_timeout_ms) / 1000.0
+
+    async def handle(self, request: AcceptRequest, sock: socket.socket) -> HandshakeOutcome:
+        """The netlink agent's handler: one handshake on an accepted QUIC socket."""
+        snap = self.snapshot
+        try:
+            if self.keyrings is not None:
+                with self.keyrings.request_keyring(request.keyring):
+                    return await self._handle(snap, request, sock)
+            return await self._handle(snap, request, sock)
+        except HandshakeError as e:
+            return HandshakeOutcome(e.status, (), e.reason)
+
+    async def _handle(
+        self, snap: Snapshot, request: AcceptRequest, sock: socket.socket
+    ) -> HandshakeOutcome:
+        sock.setblocking(False)
+        if request.message_type is uapi.MsgType.CLIENTHELLO:
+            role = Role.CLIENT
+        elif request.message_type is uapi.MsgType.SERVERHELLO:
+            role = Role.SERVER
+        else:
+            raise LocalError(f"unknown handshake message type {int(request.message_type)}")
+        psk_serials: list[int] = []
+        owned: CertificateCredentials | None = None
+        req = HandshakeRequest(
+            role=role,
+            timeout=self.timeout(request),
+            policy=snap.policy,
+            anti_replay=self.anti_replay,
+            priorities=self.priorities,
+            executor=self.executor,
+        )
+        try:
+            if request.auth_mode is uapi.AuthMode.PSK:
+                req, psk_serials = self._psk(req, request)
+            elif request.auth_mode in (uapi.AuthMode.X509, uapi.AuthMode.UNAUTH):
+                owned = self._x509_for_serials(snap, role, request)
+                x509 = owned or snap.x509(role)
+                req = self._x509(req, snap, request, sock, x509)
+            else:
+                raise InvalidRequest(f"unknown auth mode {int(request.auth_mode)}")
+            result = await run_handshake(sock, req)
+        finally:
+            if owned is not None:
+                owned.close()
+        if result.error is not None:
+            return HandshakeOutcome(result.status, (), result.error.reason)
+        return HandshakeOutcome(0, tuple(psk_serials), describe(result))
+
+    # -- auth modes -------------------------------------------------------------------------
+    def _psk(
+        self, req: HandshakeRequest, request: AcceptRequest
+    ) -> tuple[HandshakeRequest, list[int]]:
+        """PSK: the client's key by serial; the server looks identities up in the session
+        keyring. The returned list holds the serials used (filled during the handshake on a
+        server) for DONE's REMOTE_AUTH."""
+        if req.role is Role.CLIENT:
+            if not request.peer_identities:
+                raise LocalError("PSK client request carries no key serial", status=errno.ENOKEY)
+            serial = request.peer_identities[0]
+            identity, key = psk_from_serial(serial)
+            try:
+                return replace(req, auth=Auth.PSK, psk_identity=identity, psk_key=bytes(key)), [
+                    serial
+                ]
+            finally:
+                key[:] = bytes(len(key))
+        used: list[int] = []
+
+        def lookup(identity: str) -> bytes | None:
+            hit = lookup_psk(identity)
+            if hit is None:
+                return None
+            serial, key = hit
+            used.append(serial)
+            try:
+                return bytes(key)
+            finally:
+                key[:] = bytes(len(key))
+
+        return replace(req, auth=Auth.PSK, psk_lookup=lookup), used
+
+    def _x509_for_serials(
+        self, snap: Snapshot, role: Role, request: AcceptRequest
+    ) -> CertificateCredentials | None:
+        if not (request.cert_serial or request.privkey_serial):
+            return None
+        material = snap.credentials.x509(
+            role.value, request.cert_serial or 0, request.privkey_serial or 0
+        )
+        try:
+            return build_certificate_credentials(material, need_key=role is Role.SERVER)
+        finally:
+            material.release()
+
+    def _x509(
+        self,
+        req: HandshakeRequest,
+        snap: Snapshot,
+        request: AcceptRequest,
+        sock: socket.socket,
+        x509: CertificateCredentials,
+    ) -> HandshakeRequest:
+        s = snap.settings
+        if req.role is Role.CLIENT:
+            unauth = request.auth_mode is uapi.AuthMode.UNAUTH
+            verify = s.client.verify_server_unauthenticated if unauth else True
+            # no PEERNAME (kernel consumer gave none): verify the address we talk to
+            name = request.peername or peer_address(sock)
+            return replace(
+                req,
+                auth=Auth.UNAUTH if unauth else Auth.X509,
+                x509=x509,
+                verify_peer=verify,
+                peer_name=name,
+            )
+        policy = s.server.client_certificate
+        cert_request = None if policy == "socket" else _CERT_REQUEST[policy]
+        return replace(req, auth=Auth.X509, x509=x509, cert_request=cert_request)
+
+
+def describe(result: HandshakeResult) -> str:
+    """The success part of the completion line: suite, group, ALPN, resumption, time."""
+    info = result.info
+    if info is None:
+        return f"{result.elapsed * 1000:.0f} ms"
+    parts = [uapi.CIPHER_SUITE_NAME[Cipher(info.cipher)]]
+    if info.group:
+        parts.append(info.group)
+    if info.alpn:
+        parts.append("alpn " + info.alpn.decode(errors="replace"))
+    if info.resumed:
+        parts.append("resumed")
+    if info.early_data_accepted:
+        parts.append("0-RTT")
+    parts.append(f"{result.elapsed * 1000:.0f} ms")
+    return ", ".join(parts)
