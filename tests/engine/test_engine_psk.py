@@ -1,0 +1,73 @@
+"""External PSK: success, unknown identity, wrong key."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+
+import pytest
+from engine_helpers import HT_CERTIFICATE, Run
+
+from quichsd.errors import KeyRejected, PeerRejected
+from quichsd.tls.engine import Auth, EngineConfig
+from quichsd.tls.events import AlertSent, HandshakeComplete, Secret
+from quichsd.uapi import CryptoLevel
+
+KEYS = {"alice": bytes(range(32)), "bob@example": bytes(range(100, 148))}
+
+
+@pytest.fixture
+def psk_client(client_cfg: EngineConfig) -> EngineConfig:
+    return dataclasses.replace(
+        client_cfg, auth=Auth.PSK, x509=None, psk_identity="alice", psk_key=KEYS["alice"]
+    )
+
+
+@pytest.fixture
+def psk_server(server_cfg: EngineConfig) -> EngineConfig:
+    return dataclasses.replace(server_cfg, auth=Auth.PSK, x509=None, psk_lookup=KEYS.get)
+
+
+@pytest.mark.parametrize("ident", sorted(KEYS))
+def test_psk_handshake(
+    ident: str, psk_client: EngineConfig, psk_server: EngineConfig, run: Run
+) -> None:
+    t = run(psk_client, psk_server, psk_identity=ident, psk_key=KEYS[ident])
+    assert not t.errors
+    c, s = t.complete("client"), t.complete("server")
+    assert s.psk_identity == ident
+    assert c.peer_certificates == s.peer_certificates == ()
+    assert not any(ht == HT_CERTIFICATE for _, ht, _ in t.messages("server"))
+    assert c.alpn == s.alpn == b"h3"
+    # priority_string lists +PSK first for Auth.PSK, so external PSK is psk_ke: no
+    # (EC)DHE group and no forward secrecy (a deliberate choice to revisit; see report)
+    assert c.group is None and s.group is None
+    cs, ss = t.secrets("client"), t.secrets("server")
+    for lv in (CryptoLevel.HANDSHAKE, CryptoLevel.APP):
+        assert cs[(lv, True)].secret == ss[(lv, False)].secret
+        assert cs[(lv, False)].secret == ss[(lv, True)].secret
+
+
+def test_unknown_identity_fails_115(
+    psk_client: EngineConfig, psk_server: EngineConfig, run: Run
+) -> None:
+    t = run(psk_client, psk_server, psk_identity="mallory")
+    err = t.errors["server"]
+    assert type(err) is KeyRejected and err.status == errno.EKEYREJECTED
+    assert err.alert == 115  # unknown_psk_identity
+    assert "mallory" in err.reason
+    assert t.of("server", AlertSent) == [AlertSent(115)]
+    assert not t.of("server", Secret) and not t.of("server", HandshakeComplete)
+    assert "client" not in t.errors  # the client learns of it from CONNECTION_CLOSE
+
+
+def test_wrong_key_fails(psk_client: EngineConfig, psk_server: EngineConfig, run: Run) -> None:
+    """The server cannot verify the binder. GnuTLS 3.7.9 sends illegal_parameter (47);
+    RFC 8446 §6.2 would call it decrypt_error (51)."""
+    t = run(psk_client, psk_server, psk_key=bytes(32))
+    err = t.errors["server"]
+    assert type(err) is PeerRejected and err.status == errno.EACCES
+    assert err.alert == 47
+    assert "illegal parameter" in err.reason
+    assert t.of("server", AlertSent) == [AlertSent(47)]
+    assert not t.of("server", Secret)
