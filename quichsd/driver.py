@@ -48,9 +48,9 @@ from .errors import (
     ProtocolViolation,
     SocketError,
 )
-from .gnutls import _lib as gnutls
 from .gnutls.creds import AntiReplay, CertificateCredentials, PriorityCache, PskLookup
 from .quicsocket import HANDSHAKE_INFO_CMSG_SPACE, QuicSocket, find_handshake_level, handshake_cmsg
+from .tls.alerts import alert_name
 from .tls.engine import Auth, Engine, EngineConfig, Keylog, ResumptionKx, Role
 from .tls.events import (
     AlertSent,
@@ -211,7 +211,7 @@ def engine_config(req: HandshakeRequest, st: _Settings) -> EngineConfig:
 def close_code(exc: HandshakeError) -> uapi.ConnectionClose | None:
     """The QUIC CONNECTION_CLOSE for a failed handshake (RFC 9001 §4.8), if any."""
     if exc.alert is not None:
-        name = gnutls.alert_name(exc.alert)
+        name = alert_name(exc.alert)
         phrase = f"TLS alert {exc.alert}: {name}".encode()
         return uapi.ConnectionClose(uapi.QUIC_TRANSPORT_ERROR_CRYPTO + exc.alert, 0, phrase)
     if isinstance(exc, ProtocolViolation | BadMessage):
@@ -234,7 +234,7 @@ def _peer_close_error(sock: QuicSocket) -> HandshakeError:
     reason = info.phrase.decode(errors="replace")
     if uapi.QUIC_TRANSPORT_ERROR_CRYPTO <= code < uapi.QUIC_TRANSPORT_ERROR_CRYPTO + 256:
         alert = code - uapi.QUIC_TRANSPORT_ERROR_CRYPTO
-        text = f"peer closed the connection with TLS alert {alert} ({gnutls.alert_name(alert)})"
+        text = f"peer closed the connection with TLS alert {alert} ({alert_name(alert)})"
         if reason:
             text += f": {reason}"
         if alert == 115:  # unknown_psk_identity
@@ -276,6 +276,8 @@ class _Run:
                 try:
                     self.sock.sendmsg([ev.data], [handshake_cmsg(ev.level)], flags)
                 except OSError as e:
+                    if e.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+                        raise _peer_close_error(self.sock) from None
                     raise SocketError(
                         f"sendmsg of {len(ev.data)} bytes at {ev.level.name} failed: {e.strerror}",
                         e.errno or errno.EIO,
