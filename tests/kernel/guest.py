@@ -75,6 +75,7 @@ DAEMON_LOG_EXPECT: dict[str, tuple[str, ...]] = {
     ),
     "serverhello": ("(SERVERHELLO, PSK) done: status 95 ", "socket protocol 6 is not QUIC"),
     # + "handshake for 127.0.0.1:<port of the raw client> (SERVERHELLO, PSK)" built at run time
+    "running": ("serving kernel handshake requests", "group tlshd"),
     "done_etimedout": ("done: status 110 ",),
     "done_ok": ("done: status 0 ",),
 }
@@ -595,6 +596,7 @@ class Scenario:
 def sc_eopnotsupp_host_and_target(s: Scenario) -> None:
     k = s.ctx.kmsg
     d = s.start_daemon()
+    s.daemon_log_has(d, expected("running"), count=1)
     idx = k.mark("eopnotsupp: host connect")
     hostnqn, hostid = new_host()
     err, secs = host_connect(hostnqn, hostid)
@@ -628,6 +630,8 @@ def sc_eopnotsupp_host_and_target(s: Scenario) -> None:
     s.daemon_log_has(d, expected("serverhello"), count=2)
     s.daemon_log_has(d, (f"handshake for 127.0.0.1:{lport} (SERVERHELLO, PSK)",), count=1)
     s.no_tcp_fds(d, "after DONE")
+    rc = d.stop()
+    s.check("daemon exits with status 0 on SIGTERM", rc == 0, f"exit status {rc}")
 
 
 def sc_concurrent_requests(s: Scenario) -> None:
