@@ -219,16 +219,18 @@ class Kmsg:
         return found
 
 
-def tcp_inodes() -> set[str]:
+def table_inodes(*tables: str) -> set[str]:
+    """Socket inodes listed in /proc/net/<table> files (inode is column 10, or 7 for unix)."""
     inodes: set[str] = set()
-    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for name in tables:
+        col = 6 if name == "unix" else 9
         try:
-            with open(f) as fh:
+            with open(f"/proc/net/{name}") as fh:
                 next(fh)
                 for line in fh:
                     cols = line.split()
-                    if len(cols) > 9:
-                        inodes.add(cols[9])
+                    if len(cols) > col:
+                        inodes.add(cols[col])
         except FileNotFoundError:
             pass
     return inodes
@@ -321,12 +323,13 @@ class Daemon:
         say(f"daemon pid {self.pid} not subscribed after {timeout}s (alive={self.alive()})")
         return False
 
-    def tcp_fds(self) -> dict[int, str]:
-        """fd -> inode of every TCP socket the daemon (and its children) hold."""
-        tcp = tcp_inodes()
+    def handshake_fds(self) -> dict[int, str]:
+        """fd -> inode of every socket the daemon (and its children) hold that is not a
+        netlink or unix socket: i.e. accepted TCP or QUIC handshake sockets."""
+        own = table_inodes("netlink", "unix")
         out: dict[int, str] = {}
         for p in descendants(self.pid):
-            out.update({fd: ino for fd, ino in socket_inodes(p).items() if ino in tcp})
+            out.update({fd: ino for fd, ino in socket_inodes(p).items() if ino not in own})
         return out
 
     def log(self) -> str:
@@ -500,6 +503,7 @@ class Scenario:
         self.ctx, self.name = ctx, name
         self.checks: list[list[Any]] = []
         self.daemons: list[Daemon] = []
+        self.daemon_cmd: list[str] = ctx.daemon_cmd
         self.notes: list[str] = []
         self.kidx = 0
 
@@ -520,9 +524,7 @@ class Scenario:
     # -- daemon
     def start_daemon(self) -> Daemon:
         n = len(self.daemons) + 1
-        d = Daemon(
-            self.ctx.daemon_cmd, self.ctx.out / f"daemon-{self.name}-{n}.log", self.ctx.group_id
-        )
+        d = Daemon(self.daemon_cmd, self.ctx.out / f"daemon-{self.name}-{n}.log", self.ctx.group_id)
         self.daemons.append(d)
         ok = d.wait_ready()
         self.require(
@@ -532,17 +534,17 @@ class Scenario:
         )
         return d
 
-    def no_tcp_fds(self, d: Daemon, what: str) -> None:
+    def no_handshake_fds(self, d: Daemon, what: str) -> None:
         leaked: dict[int, str] = {}
 
         def pred() -> bool:
             leaked.clear()
-            leaked.update(d.tcp_fds())
+            leaked.update(d.handshake_fds())
             return not leaked
 
         ok = wait_until(pred, 3.0, 0.2)
         self.check(
-            f"daemon pid {d.pid} holds no TCP socket fd {what}",
+            f"daemon pid {d.pid} holds no handshake (non-netlink, non-unix) socket fd {what}",
             ok,
             f"open TCP fds: {leaked}" if leaked else "/proc/<pid>/fd checked",
         )
@@ -629,7 +631,7 @@ def sc_eopnotsupp_host_and_target(s: Scenario) -> None:
     s.daemon_log_has(d, expected("clienthello"), count=1)
     s.daemon_log_has(d, expected("serverhello"), count=2)
     s.daemon_log_has(d, (f"handshake for 127.0.0.1:{lport} (SERVERHELLO, PSK)",), count=1)
-    s.no_tcp_fds(d, "after DONE")
+    s.no_handshake_fds(d, "after DONE")
     rc = d.stop()
     s.check("daemon exits with status 0 on SIGTERM", rc == 0, f"exit status {rc}")
 
@@ -657,7 +659,7 @@ def sc_concurrent_requests(s: Scenario) -> None:
         not any(RE_TIMEOUT.search(x) or "failed to start TLS" in x for x in lines),
     )
     s.daemon_log_has(d, expected("done_eopnotsupp"), count=2 * n_hosts + n_raw)
-    s.no_tcp_fds(d, "after all DONEs")
+    s.no_handshake_fds(d, "after all DONEs")
 
 
 def sc_no_daemon_then_start(s: Scenario) -> None:
@@ -697,7 +699,7 @@ def sc_no_daemon_then_start(s: Scenario) -> None:
     s.expect_host_done(idx2, 1, -95, 5)
     s.expect_target_done(idx2, 1, -95, 5)
     s.daemon_log_has(d, expected("done_eopnotsupp"), count=2)
-    s.no_tcp_fds(d, "after DONE")
+    s.no_handshake_fds(d, "after DONE")
 
 
 def sc_daemon_restart(s: Scenario) -> None:
@@ -711,7 +713,7 @@ def sc_daemon_restart(s: Scenario) -> None:
         f"{how} after {secs:.1f}s",
     )
     s.expect_target_done(idx, 1, -95, 5)
-    s.no_tcp_fds(d1, "after DONE")
+    s.no_handshake_fds(d1, "after DONE")
     # A request is submitted while daemon #1 is stopped (its READY is queued on a
     # socket that is about to die), then #1 is SIGKILLed and #2 started.  Nobody will
     # ever send a READY for that request again: daemon #2 must find it by draining
@@ -761,7 +763,7 @@ def sc_daemon_restart(s: Scenario) -> None:
     s.expect_host_done(idx, 1, -95, 5)
     s.expect_target_done(idx, 1, -95, 5)
     s.daemon_log_has(d2, expected("done_eopnotsupp"), count=2)
-    s.no_tcp_fds(d2, "after DONE")
+    s.no_handshake_fds(d2, "after DONE")
 
 
 def sc_timeout_honoured(s: Scenario) -> None:
@@ -773,6 +775,7 @@ def sc_timeout_honoured(s: Scenario) -> None:
         )
     k = s.ctx.kmsg
     load_quic(s)
+    use_pki_config(s)
     # A UDP socket that swallows the client's Initial packets: the handshake can
     # never finish.  The sample client sends TIMEOUT=3000 and cancels after 5 s.
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as hole:
@@ -796,7 +799,7 @@ def sc_timeout_honoured(s: Scenario) -> None:
         not any("quic_test: handshake completed" in x for x in k.since(idx)),
     )
     s.daemon_log_has(d, expected("done_etimedout"), count=1)
-    s.no_tcp_fds(d, "after DONE")
+    s.no_handshake_fds(d, "after DONE")
 
 
 def sc_kernel_quic_sample(s: Scenario) -> None:
@@ -804,24 +807,36 @@ def sc_kernel_quic_sample(s: Scenario) -> None:
         raise Skip("QUICHSD_QUIC_MODULES not set (no QUIC module in CI)")
     k = s.ctx.kmsg
     load_quic(s)
+    pki = use_pki_config(s)
     peer = Path(__file__).with_name("quic_peer.py")
     s.require("userspace QUIC peer script exists", peer.exists(), peer)
     d = s.start_daemon()
     # 1. kernel client (x509, peername server.test, ALPN sample) -> userspace server
     idx = k.mark("quic sample: kernel client -> userspace server")
     srv = subprocess.Popen(
-        [sys.executable, str(peer), "server", "--port", "1234", "--out", str(s.ctx.out)],
+        [sys.executable, str(peer), "server", "--port", "1234", "--pki", str(pki)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    time.sleep(3)
+    srv_lines: list[str] = []
+
+    def pump() -> None:
+        assert srv.stdout is not None
+        srv_lines.extend(iter(srv.stdout.readline, ""))
+
+    pt = threading.Thread(target=pump, daemon=True)
+    pt.start()
+    listening = wait_until(lambda: any("listening on" in x for x in srv_lines), 60)
+    s.require("userspace server is listening", listening, "".join(srv_lines)[-2000:])
     p = insmod_sample(s, ["role=client", "port=1234", "alpn=sample"], timeout=60)
     try:
-        srv_out, _ = srv.communicate(timeout=30)
+        srv.wait(30)
     except subprocess.TimeoutExpired:
         srv.kill()
-        srv_out, _ = srv.communicate()
+        srv.wait(10)
+    pt.join(5)
+    srv_out = "".join(srv_lines)
     lines = k.since(idx)
     s.check("kernel client: insmod succeeded", p.returncode == 0, (p.stdout + p.stderr).strip())
     s.check(
@@ -833,12 +848,13 @@ def sc_kernel_quic_sample(s: Scenario) -> None:
         any("quic_test: recv 'hello quic client!'" in x for x in lines),
     )
     s.check(
-        "userspace server got the client's message",
-        "hello quic server!" in srv_out,
+        "userspace server (handshake by quichsd's driver) got the client's message",
+        "handshake completed" in srv_out and "recv 'hello quic server!'" in srv_out,
         srv_out[-2000:],
     )
+    s.daemon_log_has(d, ("(CLIENTHELLO, X509) done: status 0 ",), count=1)
     run("rmmod quic_sample_test", check=False)
-    # 2. userspace client -> kernel server
+    # 2. userspace client -> kernel server (x509)
     idx = k.mark("quic sample: userspace client -> kernel server")
     ins: list[subprocess.CompletedProcess[str]] = []
     th = threading.Thread(
@@ -847,9 +863,9 @@ def sc_kernel_quic_sample(s: Scenario) -> None:
         )
     )
     th.start()
-    time.sleep(3)
+    time.sleep(2)
     cli = subprocess.run(
-        [sys.executable, str(peer), "client", "--port", "1235", "--out", str(s.ctx.out)],
+        [sys.executable, str(peer), "client", "--port", "1235", "--pki", str(pki)],
         capture_output=True,
         text=True,
         timeout=90,
@@ -871,11 +887,64 @@ def sc_kernel_quic_sample(s: Scenario) -> None:
     )
     s.check(
         "userspace client got the server's message",
-        "hello quic client!" in cli.stdout,
+        "recv 'hello quic client!'" in cli.stdout,
         (cli.stdout + cli.stderr)[-2000:],
     )
+    s.daemon_log_has(d, ("(SERVERHELLO, X509) done: status 0 ",), count=1)
     run("rmmod quic_sample_test", check=False)
-    s.daemon_log_has(d, expected("done_ok"), count=2)
+    s.no_handshake_fds(d, "after DONE")
+
+
+PKI_DIR = Path("/run/quichsd-vm-pki")  # guest tmpfs: root-owned, mode 0600 keys
+
+
+def make_pki(s: Scenario) -> Path:
+    """A test CA and a ``server.test`` certificate (openssl CLI), once per boot."""
+    if (PKI_DIR / "server.pem").exists():
+        return PKI_DIR
+    PKI_DIR.mkdir(mode=0o700, exist_ok=True)
+    ext = PKI_DIR / "server.ext"
+    ext.write_text(
+        "subjectAltName=DNS:server.test\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+    )
+    ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+    d = shlex.quote(str(PKI_DIR))
+    p = run(
+        f"cd {d} && openssl req -x509 {ec} -keyout ca.key -out ca.pem -days 2 "
+        "-subj /CN=quichsd-vm-test-ca -addext basicConstraints=critical,CA:TRUE "
+        "-addext keyUsage=critical,keyCertSign && "
+        f"openssl req {ec} -keyout server.key -out server.csr -subj /CN=server.test && "
+        "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+        "-out server.pem -days 2 -extfile server.ext && chmod 600 ca.key server.key",
+        check=False,
+    )
+    s.require("test PKI created with openssl", p.returncode == 0, (p.stdout + p.stderr)[-2000:])
+    return PKI_DIR
+
+
+def use_pki_config(s: Scenario) -> Path:
+    """Point the daemon at a config trusting the test CA and serving ``server.test``."""
+    pki = make_pki(s)
+    cfg = s.ctx.out / f"config-{s.name}.yaml"
+    cfg.write_text(
+        "# written by tests/kernel/guest.py for the QUIC scenarios\n"
+        "client:\n"
+        "  x509:\n"
+        f"    truststore: {pki / 'ca.pem'}\n"
+        "server:\n"
+        "  x509:\n"
+        f"    truststore: {pki / 'ca.pem'}\n"
+        f"    certificate: {pki / 'server.pem'}\n"
+        f"    private_key: {pki / 'server.key'}\n"
+        "unix_socket:\n"
+        "  enabled: false\n"
+    )
+    cmd = list(s.ctx.daemon_cmd)
+    s.require("daemon command has '-c CONFIG'", "-c" in cmd[:-1], shlex.join(cmd))
+    cmd[cmd.index("-c") + 1] = str(cfg)
+    s.daemon_cmd = cmd
+    return pki
 
 
 def load_quic(s: Scenario) -> None:
