@@ -11,8 +11,10 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from . import uapi
 from .config import Settings
@@ -28,10 +30,18 @@ from .driver import HandshakeRequest, HandshakeResult, TlsPolicy, run_handshake
 from .errors import GnuTLSError, HandshakeError, InvalidRequest, LocalError
 from .gnutls.creds import AntiReplay, CertificateCredentials, PriorityCache
 from .netlink import AcceptRequest, HandshakeOutcome
+from .quicsocket import QuicSocket
 from .tls.engine import CIPHER_TOKEN, Auth, ResumptionKx, Role
 from .uapi import CertRequest, Cipher
 
 log = logging.getLogger("quichsd.service")
+
+
+class ClosableQuicSocket(QuicSocket, Protocol):
+    def close(self) -> None: ...
+
+
+SocketAdapter = Callable[[socket.socket], Awaitable[ClosableQuicSocket]]
 
 _CIPHER_BY_NAME = {token: c for c, token in CIPHER_TOKEN.items()}
 _CERT_REQUEST = {
@@ -119,7 +129,11 @@ class HandshakeService:
         *,
         keyrings: SessionKeyrings | None = None,
         executor: Executor | None = None,
+        socket_adapter: SocketAdapter | None = None,
     ) -> None:
+        """``socket_adapter`` turns the accepted socket into the QuicSocket the driver
+        runs on; None (production) uses the kernel socket itself."""
+        self.socket_adapter = socket_adapter
         self.snapshot = Snapshot(settings, credentials, tls_policy(settings))
         self.anti_replay = AntiReplay()
         self.priorities = PriorityCache()
@@ -175,7 +189,14 @@ class HandshakeService:
                 req = self._x509(req, snap, request, sock, x509)
             else:
                 raise InvalidRequest(f"unknown auth mode {int(request.auth_mode)}")
-            result = await run_handshake(sock, req)
+            if self.socket_adapter is None:
+                result = await run_handshake(sock, req)
+            else:
+                qsock = await self.socket_adapter(sock)
+                try:
+                    result = await run_handshake(qsock, req)
+                finally:
+                    qsock.close()
         finally:
             if owned is not None:
                 owned.close()
