@@ -201,5 +201,6 @@ def test_bytes_past_a_key_change(
 def test_oversized_flight(client_cfg: EngineConfig, server_cfg: EngineConfig, pair: Pair) -> None:
     _, s = pair(client_cfg, server_cfg)
     chunk = b"\x01" + MAX_HANDSHAKE_BYTES.to_bytes(3, "big")
-    with pytest.raises(PeerRejected):
+    with pytest.raises(PeerRejected) as info:
         s.receive(CryptoLevel.INITIAL, chunk + bytes(MAX_HANDSHAKE_BYTES))
+    assert info.value.alert == 10 and str(MAX_HANDSHAKE_BYTES) in info.value.reason
