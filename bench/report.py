@@ -1,0 +1,141 @@
+"""Summary statistics and the printed table (every quichsd figure beside the floor)."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    v = sorted(values)
+    n = len(v)
+
+    def pct(p: float) -> float:
+        return v[min(n - 1, int(p * n))]
+
+    return {
+        "n": n,
+        "median": statistics.median(v),
+        "mean": statistics.fmean(v),
+        "min": v[0],
+        "p10": pct(0.10),
+        "p50": pct(0.50),
+        "p90": pct(0.90),
+        "p99": pct(0.99),
+    }
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:5.2f}x" if b else "  n/a"
+
+
+def _cpu_rows(cpu: dict[str, Any]) -> list[str]:
+    rows = [
+        "CPU per handshake, per side (µs, median of all samples; p10-p90 in brackets)",
+        f"{'case':<30}{'floor (C)':>22}{'quichsd':>24}{'ratio':>8}",
+    ]
+    for kind in ("full", "resumed"):
+        loop = cpu[f"quichsd.{kind}.loop"]["mean"]
+        for side in ("server", "client"):
+            f, q = cpu[f"floor.{kind}.{side}"], cpu[f"quichsd.{kind}.{side}"]
+            rows.append(
+                f"{kind + ' ' + side:<30}"
+                f"{f['median']:8.0f} [{f['p10']:5.0f}-{f['p90']:5.0f}]"
+                f"{q['median']:10.0f} [{q['p10']:5.0f}-{q['p90']:5.0f}]"
+                f"{_ratio(q['median'], f['median']):>8}"
+            )
+        f = cpu[f"floor.{kind}.server"]["median"]
+        q = cpu[f"quichsd.{kind}.server"]["median"] + loop
+        rows.append(
+            f"{kind + ' server + whole loop':<30}{f:8.0f}{'':14}{q:10.0f}{'':14}{_ratio(q, f):>8}"
+        )
+        rows.append(f"{'  (event loop, unattributed)':<30}{'':22}{loop:10.0f}")
+    return rows
+
+
+def _load_rows(load: dict[str, Any]) -> list[str]:
+    fl = load["floor"]
+    rows = [
+        "",
+        "Concurrency: pairs (both sides) per second and latency per pair",
+        f"floor: {fl['1core_hs_s']:.0f} pairs/s on 1 core, {fl['2core_hs_s']:.0f} on 2 "
+        f"(x{fl['2core_hs_s'] / fl['1core_hs_s']:.2f}); {fl['pair_wall_us']:.0f} µs wall per pair, "
+        f"{fl['1core_pairs_per_cpu_s']:.0f} pairs per CPU-second",
+        "pairs/s is wall-clock (needs idle cores); /cpu-s = pairs per CPU-second of the "
+        "process(es), which other load on the host does not change",
+        f"{'K':>4} {'config':<14}{'pairs/s':>9}{'floor':>7}{'ratio':>7}{'cpu%':>6}{'/cpu-s':>8}"
+        f"{'p50 ms':>9}{'p99 ms':>9}{'ideal':>8}{'p50/ideal':>10}",
+    ]
+    for key in [k for k in load if k.startswith("K=")]:
+        r = load[key]
+        k = key[2:]
+        for cfg in ("1core", "2core-threads", "2core-procs"):
+            x = r[cfg]
+            f = fl["1core_hs_s"] if cfg == "1core" else fl["2core_hs_s"]
+            ncpu = 1 if cfg == "1core" else 2
+            busy = 100 * x["process_cpu_s"] / (x["wall_s"] * ncpu)
+            lat = x["latency_ms"]
+            rows.append(
+                f"{k:>4} {cfg:<14}{x['throughput_hs_s']:9.0f}{f:7.0f}"
+                f"{_ratio(x['throughput_hs_s'], f):>7}{busy:6.0f}{x['n'] / x['process_cpu_s']:8.0f}"
+                f"{lat['p50']:9.2f}{lat['p99']:9.2f}{r['ideal_latency_ms']:8.2f}"
+                f"{_ratio(lat['p50'], r['ideal_latency_ms']):>10}"
+            )
+        one = r["1core"]["throughput_hs_s"]
+        rows.append(
+            f"{'':5}scaling 1->2 cores: threads x{r['2core-threads']['throughput_hs_s'] / one:.2f}"
+            f", processes x{r['2core-procs']['throughput_hs_s'] / one:.2f}"
+            f"  (floor x{fl['2core_hs_s'] / fl['1core_hs_s']:.2f})"
+        )
+    return rows
+
+
+def _mem_rows(mem: dict[str, Any]) -> list[str]:
+    idle, inf, finf = mem["idle"], mem["inflight"], mem["floor_inflight"]
+    return [
+        "",
+        "Memory",
+        f"{'':<34}{'floor (C)':>12}{'quichsd':>12}{'ratio':>8}",
+        f"{'idle RSS (KB)':<34}{mem['floor_idle_rss_kb']:12d}{idle['rss_kb']:12d}"
+        f"{_ratio(idle['rss_kb'], mem['floor_idle_rss_kb']):>8}",
+        f"{'RSS per in-flight server hs (B)':<34}{finf['per_handshake_bytes']:12.0f}"
+        f"{inf['per_handshake_bytes']:12.0f}"
+        f"{_ratio(inf['per_handshake_bytes'], finf['per_handshake_bytes']):>8}"
+        f"   (K={inf['k']}, {inf['waiting']} waiting)",
+        f"idle RSS method: {idle['method']}",
+    ]
+
+
+def _targets(res: dict[str, Any]) -> list[str]:
+    cpu, mem = res["cpu"], res["memory"]
+    srv = cpu["quichsd.full.server"]["median"] / cpu["floor.full.server"]["median"]
+    srv_loop = (
+        cpu["quichsd.full.server"]["median"] + cpu["quichsd.full.loop"]["mean"]
+    ) / cpu["floor.full.server"]["median"]
+    scal = []
+    for key in [k for k in res["load"] if k.startswith("K=")]:
+        r = res["load"][key]
+        one = r["1core"]["throughput_hs_s"]
+        best = max(r["2core-threads"]["throughput_hs_s"], r["2core-procs"]["throughput_hs_s"])
+        scal.append(f"{key} x{best / one:.2f}")
+    return [
+        "",
+        "Targets (issue 7)",
+        f"daemon-side CPU <= 1.3x floor (full, server): {srv:.2f}x ({srv_loop:.2f}x with the "
+        "whole loop)",
+        f"2-core throughput >= 1.7x 1-core (best of threads/processes): {', '.join(scal)}",
+        f"idle RSS <= 50 MB: {mem['idle']['rss_kb'] / 1024:.1f} MB",
+        f"<= 100 KB per in-flight handshake: {mem['inflight']['per_handshake_bytes'] / 1024:.1f}"
+        " KB",
+    ]
+
+
+def print_table(res: dict[str, Any]) -> None:
+    rows = _cpu_rows(res["cpu"]) + _load_rows(res["load"]) + _mem_rows(res["memory"])
+    rows += _targets(res)
+    h = res["host"]
+    rows.append(
+        f"host: {h['cpus']} CPUs, load average {h['loadavg_start'][0]:.2f} at start, "
+        f"{h['loadavg_end'][0]:.2f} at end (other work on the host inflates wall-clock figures)"
+    )
+    print("\n".join(rows))
