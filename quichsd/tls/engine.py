@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes as C
 import enum
+import functools
 import ipaddress
 from collections import deque
 from collections.abc import Callable
@@ -165,14 +166,25 @@ class EngineConfig:
 
 def priority_string(cfg: EngineConfig) -> str:
     """The GnuTLS priority string for ``cfg`` (pure; cached per distinct value)."""
+    return _priority_string(cfg.role, cfg.auth, cfg.ciphers, cfg.groups, cfg.resumption_kx)
+
+
+@functools.lru_cache(maxsize=64)
+def _priority_string(
+    role: Role,
+    auth: Auth,
+    ciphers: tuple[Cipher, ...],
+    groups: tuple[str, ...],
+    resumption_kx: ResumptionKx,
+) -> str:
     parts = ["%DISABLE_TLS13_COMPAT_MODE", "NORMAL", "-VERS-ALL", "+VERS-TLS1.3", "-CIPHER-ALL"]
-    parts += ["+" + CIPHER_TOKEN[c] for c in (cfg.ciphers or DEFAULT_CIPHERS)]
-    if cfg.groups:
+    parts += ["+" + CIPHER_TOKEN[c] for c in (ciphers or DEFAULT_CIPHERS)]
+    if groups:
         parts.append("-GROUP-ALL")
-        parts += ["+GROUP-" + g for g in cfg.groups]
-    if cfg.auth is Auth.PSK or cfg.resumption_kx is ResumptionKx.PSK:
+        parts += ["+GROUP-" + g for g in groups]
+    if auth is Auth.PSK or resumption_kx is ResumptionKx.PSK:
         parts += ["+PSK", "+ECDHE-PSK", "+DHE-PSK"]
-    elif cfg.role is Role.SERVER:  # prefer psk_dhe_ke, still resume psk_ke-only clients
+    elif role is Role.SERVER:  # prefer psk_dhe_ke, still resume psk_ke-only clients
         parts += ["+ECDHE-PSK", "+DHE-PSK", "+PSK"]
     else:
         parts += ["+ECDHE-PSK", "+DHE-PSK"]
