@@ -546,7 +546,7 @@ class Scenario:
         self.check(
             f"daemon pid {d.pid} holds no handshake (non-netlink, non-unix) socket fd {what}",
             ok,
-            f"open TCP fds: {leaked}" if leaked else "/proc/<pid>/fd checked",
+            f"open socket fds (fd: inode): {leaked}" if leaked else "/proc/<pid>/fd checked",
         )
 
     def daemon_log_has(

@@ -25,6 +25,11 @@ die() { echo "setup.sh: ERROR: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (apt-get, /dev/nvme-fabrics in the guest)"
 mkdir -p "$CACHE"
+# one installer at a time (several test runs may start together)
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"$CACHE/.setup.lock"
+    flock 9
+fi
 
 # ---- 1. apt packages -------------------------------------------------------
 APT_PKGS="qemu-system-x86 kmod keyutils busybox-static udev"
@@ -98,10 +103,9 @@ if [ ! -f "$STAMP" ]; then
     mkdir -p "$DEBS"
     if ! ls "$DEBS/${KPKG}_"*.deb >/dev/null 2>&1; then
         log "downloading $KPKG"
-        (cd "$DEBS" && apt-get download -q "$KPKG" >&2) || {
-            apt_update
-            (cd "$DEBS" && apt-get download -q "$KPKG" >&2) || die "apt-get download $KPKG failed"
-        }
+        # -o APT::Sandbox::User=root: the cache folder is root's, not _apt's
+        dl() { (cd "$DEBS" && apt-get download -q -o APT::Sandbox::User=root "$KPKG" >&2); }
+        dl || { apt_update; dl || die "apt-get download $KPKG failed"; }
     fi
     log "unpacking $KPKG into $KROOT"
     mkdir -p "$KROOT"
