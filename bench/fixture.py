@@ -129,6 +129,10 @@ def load_daemon(pki: dict[str, Path]) -> Daemon:
         ticket_key=generate_ticket_key(),
         server_req=HandshakeRequest(Role.SERVER, x509=sc, anti_replay=ar, **common),  # type: ignore[arg-type]
         client_req=HandshakeRequest(
-            Role.CLIENT, peer_name=SERVER_NAME, x509=cc, anti_replay=ar, **common  # type: ignore[arg-type]
+            Role.CLIENT,
+            peer_name=SERVER_NAME,
+            x509=cc,
+            anti_replay=ar,
+            **common,  # type: ignore[arg-type]
         ),
     )

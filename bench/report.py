@@ -109,9 +109,9 @@ def _mem_rows(mem: dict[str, Any]) -> list[str]:
 def _targets(res: dict[str, Any]) -> list[str]:
     cpu, mem = res["cpu"], res["memory"]
     srv = cpu["quichsd.full.server"]["median"] / cpu["floor.full.server"]["median"]
-    srv_loop = (
-        cpu["quichsd.full.server"]["median"] + cpu["quichsd.full.loop"]["mean"]
-    ) / cpu["floor.full.server"]["median"]
+    srv_loop = (cpu["quichsd.full.server"]["median"] + cpu["quichsd.full.loop"]["mean"]) / cpu[
+        "floor.full.server"
+    ]["median"]
     scal = []
     for key in [k for k in res["load"] if k.startswith("K=")]:
         r = res["load"][key]

@@ -54,8 +54,11 @@ def _der_cert() -> bytes:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "quichsd keyring test")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=1))
         .not_valid_after(now + datetime.timedelta(days=1))
         .sign(key, hashes.SHA256())
@@ -70,8 +73,12 @@ def test_user_key_roundtrip_and_describe(fresh_session: int) -> None:
     data = kr.read_key(serial)
     assert isinstance(data, bytearray) and data == payload
     d = kr.describe_key(serial)
-    assert (d.type, d.uid, d.gid, d.description) == ("user", os.geteuid(), os.getegid(),
-                                                     "quichsd:roundtrip")
+    assert (d.type, d.uid, d.gid, d.description) == (
+        "user",
+        os.geteuid(),
+        os.getegid(),
+        "quichsd:roundtrip",
+    )
     assert d.perm & 0x3F000000 == 0x3F000000  # possessor has all rights
     assert kr.keyring_members(SESSION) == [serial]
     assert kr.keyring_members(fresh_session) == [serial]  # @s is the joined keyring
@@ -123,12 +130,14 @@ def test_link_and_unlink(user_keyring: tuple[str, int]) -> None:
     with pytest.raises(kr.KeyringError) as info:
         kr.unlink(ring, SESSION)
     assert info.value.errno == errno.ENOENT
-    assert str(info.value) == (f"keyctl_unlink(key {ring} from @s): No such file or directory "
-                               "(ENOENT)")
+    assert str(info.value) == (
+        f"keyctl_unlink(key {ring} from @s): No such file or directory (ENOENT)"
+    )
 
 
-def test_session_keyrings_link_configured(user_keyring: tuple[str, int],
-                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_session_keyrings_link_configured(
+    user_keyring: tuple[str, int], caplog: pytest.LogCaptureFixture
+) -> None:
     name, ring = user_keyring
     caplog.set_level(logging.DEBUG, "quichsd.credentials")
     sk = SessionKeyrings()
@@ -176,8 +185,9 @@ def test_request_keyring_keeps_a_link_it_did_not_make(user_keyring: tuple[str, i
 
 def test_request_keyring_missing_is_a_local_error() -> None:
     # Not in @s: an invalidated key stays listed in its keyrings until the GC runs.
-    dead = kr.add_key("keyring", f"doomed-{uuid.uuid4().hex[:8]}", None,
-                      kr.KEY_SPEC_PROCESS_KEYRING)
+    dead = kr.add_key(
+        "keyring", f"doomed-{uuid.uuid4().hex[:8]}", None, kr.KEY_SPEC_PROCESS_KEYRING
+    )
     kr.invalidate(dead)
     with pytest.raises(LocalError) as info, SessionKeyrings().request_keyring(dead):
         pass
@@ -192,19 +202,24 @@ def test_asymmetric_key_read_is_eopnotsupp() -> None:
     with pytest.raises(kr.KeyringError) as info:
         kr.read_key(serial)
     assert info.value.errno == errno.EOPNOTSUPP
-    assert str(info.value) == (f"keyctl_read_alloc(key {serial}): Operation not supported "
-                               "(this key type cannot be read from userspace, e.g. "
-                               "'asymmetric') (EOPNOTSUPP)")
-    with pytest.raises(LocalError, match=rf"^cannot read certificate from key serial {serial}: "
-                       r".*; store the DER bytes in a key of type 'user'$"):
+    assert str(info.value) == (
+        f"keyctl_read_alloc(key {serial}): Operation not supported "
+        "(this key type cannot be read from userspace, e.g. "
+        "'asymmetric') (EOPNOTSUPP)"
+    )
+    with pytest.raises(
+        LocalError,
+        match=rf"^cannot read certificate from key serial {serial}: "
+        r".*; store the DER bytes in a key of type 'user'$",
+    ):
         Credentials().x509("client", cert_serial=serial)
 
 
 def test_der_cert_and_key_from_user_keys() -> None:
     der = _der_cert()
     key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption())
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     cs = kr.add_key("user", "tls cert", der, SESSION)
     ks = kr.add_key("user", "tls key", key, SESSION)
     m = Credentials().x509("server", cert_serial=cs, key_serial=ks)
@@ -223,8 +238,9 @@ def test_missing_serial_is_a_clear_error() -> None:
             break
         time.sleep(0.01)
     assert isinstance(info.value, OSError) and info.value.errno == errno.ENOKEY
-    assert str(info.value) == (f"keyctl_read_alloc(key {serial}): Required key not "
-                               "available (ENOKEY)")
+    assert str(info.value) == (
+        f"keyctl_read_alloc(key {serial}): Required key not available (ENOKEY)"
+    )
     with pytest.raises(kr.KeyringError, match=rf"^keyctl_describe_alloc\(key {serial}\)"):
         kr.describe_key(serial)
     with pytest.raises(LocalError, match=rf"^PSK key serial {serial}: keyctl_describe_alloc"):
@@ -235,5 +251,7 @@ def test_find_missing_keyring() -> None:
     with pytest.raises(kr.KeyringError) as info:
         kr.find_keyring("quichsd-no-such-keyring")
     assert info.value.errno == errno.ENOKEY
-    assert str(info.value) == ("find_key_by_type_and_desc(keyring 'quichsd-no-such-keyring'): "
-                               "Required key not available (ENOKEY)")
+    assert str(info.value) == (
+        "find_key_by_type_and_desc(keyring 'quichsd-no-such-keyring'): "
+        "Required key not available (ENOKEY)"
+    )

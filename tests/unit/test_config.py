@@ -30,56 +30,74 @@ BAD: list[tuple[str, str, list[str]]] = [
     (
         "unknown cipher",
         "tls:\n  ciphers:\n    - AES-128-GCM\n    - AES-256-GCM\n    - AES-128-CBC\n",
-        [f"{P}:5: tls.ciphers[2]: unknown cipher 'AES-128-CBC' (expected one of "
-         "AES-128-GCM, AES-256-GCM, AES-128-CCM, CHACHA20-POLY1305)"],
+        [
+            f"{P}:5: tls.ciphers[2]: unknown cipher 'AES-128-CBC' (expected one of "
+            "AES-128-GCM, AES-256-GCM, AES-128-CCM, CHACHA20-POLY1305)"
+        ],
     ),
     (
         "unknown top-level key",
         "log:\n  level: info\ncolour: red\n",
-        [f"{P}:3: colour: unknown key (expected one of log, keyrings, handshake, tls, client, "
-         "server, unix_socket, metrics)"],
+        [
+            f"{P}:3: colour: unknown key (expected one of log, keyrings, handshake, tls, client, "
+            "server, unix_socket, metrics)"
+        ],
     ),
     (
         "unknown nested key",
         "client:\n  x509:\n    trust_store: /etc/ssl/ca.pem\n",
-        [f"{P}:3: client.x509.trust_store: unknown key (expected one of truststore, crl, "
-         "certificate, private_key)"],
+        [
+            f"{P}:3: client.x509.trust_store: unknown key (expected one of truststore, crl, "
+            "certificate, private_key)"
+        ],
     ),
     (
         "yes for a string (YAML 1.1 boolean)",
         "keyrings: [quic, yes]\n",
-        [f"{P}:1: keyrings[1]: expected a string, got 'yes', which YAML reads as a boolean "
-         "(quote it to make it a string)"],
+        [
+            f"{P}:1: keyrings[1]: expected a string, got 'yes', which YAML reads as a boolean "
+            "(quote it to make it a string)"
+        ],
     ),
     (
         "yes for a boolean",
         "tls:\n  early_data: yes\n",
-        [f"{P}:2: tls.early_data: 'yes' is a YAML 1.1 boolean that YAML 1.2 reads as a string; "
-         "write true or false"],
+        [
+            f"{P}:2: tls.early_data: 'yes' is a YAML 1.1 boolean that YAML 1.2 reads as a string; "
+            "write true or false"
+        ],
     ),
     (
         "0o17 for an integer",
         "log:\n  gnutls_level: 0o17\n",
-        [f"{P}:2: log.gnutls_level: '0o17' is not a number (YAML 1.1 has no 0o prefix); "
-         "write a plain decimal number"],
+        [
+            f"{P}:2: log.gnutls_level: '0o17' is not a number (YAML 1.1 has no 0o prefix); "
+            "write a plain decimal number"
+        ],
     ),
     (
         "leading zero octal",
         "handshake:\n  max_in_flight: 010\n",
-        [f"{P}:2: handshake.max_in_flight: '010' is not a decimal integer (YAML 1.1 reads it "
-         "as 8); write a plain decimal number"],
+        [
+            f"{P}:2: handshake.max_in_flight: '010' is not a decimal integer (YAML 1.1 reads it "
+            "as 8); write a plain decimal number"
+        ],
     ),
     (
         "sexagesimal",
         "handshake:\n  default_timeout_ms: 1:30\n",
-        [f"{P}:2: handshake.default_timeout_ms: '1:30' is not a decimal integer (YAML 1.1 "
-         "reads it as 90); write a plain decimal number"],
+        [
+            f"{P}:2: handshake.default_timeout_ms: '1:30' is not a decimal integer (YAML 1.1 "
+            "reads it as 90); write a plain decimal number"
+        ],
     ),
     (
         "quoted number",
-        "handshake:\n  max_in_flight: \"64\"\n",
-        [f"{P}:2: handshake.max_in_flight: expected an integer from 1 to 65536, got the "
-         "string '64' (remove the quotes)"],
+        'handshake:\n  max_in_flight: "64"\n',
+        [
+            f"{P}:2: handshake.max_in_flight: expected an integer from 1 to 65536, got the "
+            "string '64' (remove the quotes)"
+        ],
     ),
     (
         "gnutls_level out of range",
@@ -94,8 +112,10 @@ BAD: list[tuple[str, str, list[str]]] = [
     (
         "default timeout above max",
         "handshake:\n  max_timeout_ms: 5000\n",
-        [f"{P}:2: handshake.default_timeout_ms: 10000 is greater than handshake.max_timeout_ms "
-         "(5000)"],
+        [
+            f"{P}:2: handshake.default_timeout_ms: 10000 is greater than handshake.max_timeout_ms "
+            "(5000)"
+        ],
     ),
     (
         "duplicate cipher",
@@ -110,14 +130,18 @@ BAD: list[tuple[str, str, list[str]]] = [
     (
         "certificate without private_key",
         "server:\n  x509:\n    truststore: null\n    certificate: /etc/quichsd/server.pem\n",
-        [f"{P}:4: server.x509.certificate: is set but server.x509.private_key is not "
-         "(set both or neither)"],
+        [
+            f"{P}:4: server.x509.certificate: is set but server.x509.private_key is not "
+            "(set both or neither)"
+        ],
     ),
     (
         "private_key without certificate",
         "client:\n  x509:\n    private_key: /etc/quichsd/client.key\n",
-        [f"{P}:3: client.x509.private_key: is set but client.x509.certificate is not "
-         "(set both or neither)"],
+        [
+            f"{P}:3: client.x509.private_key: is set but client.x509.certificate is not "
+            "(set both or neither)"
+        ],
     ),
     (
         "relative path",
@@ -127,8 +151,10 @@ BAD: list[tuple[str, str, list[str]]] = [
     (
         "unknown enum value",
         "server:\n  client_certificate: optional\n",
-        [f"{P}:2: server.client_certificate: unknown value 'optional' (expected one of "
-         "ignore, request, require, socket)"],
+        [
+            f"{P}:2: server.client_certificate: unknown value 'optional' (expected one of "
+            "ignore, request, require, socket)"
+        ],
     ),
     (
         "list where a mapping is expected",
@@ -143,8 +169,10 @@ BAD: list[tuple[str, str, list[str]]] = [
     (
         "empty value for a list",
         "unix_socket:\n  allowed_uids:\n  enabled: true\n",
-        [f"{P}:2: unix_socket.allowed_uids: expected a list, got an empty value; write [] "
-         "for an empty list"],
+        [
+            f"{P}:2: unix_socket.allowed_uids: expected a list, got an empty value; write [] "
+            "for an empty list"
+        ],
     ),
     (
         "duplicate key",
@@ -154,8 +182,10 @@ BAD: list[tuple[str, str, list[str]]] = [
     (
         "bad listen address",
         "metrics:\n  listen: localhost:9470\n",
-        [f"{P}:2: metrics.listen: 'localhost' is not an IP address (expected IP:PORT, e.g. "
-         "127.0.0.1:9470 or [::1]:9470)"],
+        [
+            f"{P}:2: metrics.listen: 'localhost' is not an IP address (expected IP:PORT, e.g. "
+            "127.0.0.1:9470 or [::1]:9470)"
+        ],
     ),
     (
         "listen port out of range",
@@ -165,20 +195,26 @@ BAD: list[tuple[str, str, list[str]]] = [
     (
         "python tag is not constructed",
         "log:\n  level: !!python/name:os.system\n",
-        [f"{P}:2: log.level: expected one of debug, info, notice, warning, error, got a value "
-         "tagged !!python/name:os.system"],
+        [
+            f"{P}:2: log.level: expected one of debug, info, notice, warning, error, got a value "
+            "tagged !!python/name:os.system"
+        ],
     ),
     (
         "timestamp for a string",
         "keyrings: [2024-01-01]\n",
-        [f"{P}:1: keyrings[0]: expected a string, got '2024-01-01', which YAML reads as a "
-         "timestamp"],
+        [
+            f"{P}:1: keyrings[0]: expected a string, got '2024-01-01', which YAML reads as a "
+            "timestamp"
+        ],
     ),
     (
         "anchor on an unknown key",
         "base: &b {level: info}\n",
-        [f"{P}:1: base: unknown key (expected one of log, keyrings, handshake, tls, client, "
-         "server, unix_socket, metrics)"],
+        [
+            f"{P}:1: base: unknown key (expected one of log, keyrings, handshake, tls, client, "
+            "server, unix_socket, metrics)"
+        ],
     ),
     (
         "YAML syntax error",

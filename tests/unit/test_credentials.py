@@ -29,8 +29,9 @@ PEM = serialization.Encoding.PEM
 DER = serialization.Encoding.DER
 
 
-def _cert(key: ec.EllipticCurvePrivateKey, name: str, issuer_key: ec.EllipticCurvePrivateKey,
-          issuer: str) -> x509.Certificate:
+def _cert(
+    key: ec.EllipticCurvePrivateKey, name: str, issuer_key: ec.EllipticCurvePrivateKey, issuer: str
+) -> x509.Certificate:
     now = datetime.datetime.now(datetime.UTC)
     return (
         x509.CertificateBuilder()
@@ -60,12 +61,14 @@ class Pki:
         )
 
     def key_pem(self) -> bytes:
-        return self.key.private_bytes(PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption())
+        return self.key.private_bytes(
+            PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
 
     def key_der(self) -> bytes:
-        return self.key.private_bytes(DER, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption())
+        return self.key.private_bytes(
+            DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
 
     def chain_pem(self) -> bytes:
         return self.leaf.public_bytes(PEM) + self.ca.public_bytes(PEM)
@@ -92,14 +95,16 @@ def files(tmp_path: Path, pki: Pki) -> dict[str, str]:
     }
 
 
-def _settings(client: dict[str, str] | None = None, server: dict[str, str] | None = None
-              ) -> Settings:
-    return Settings(client=ClientSettings(x509=X509Paths(**(client or {}))),
-                    server=ServerSettings(x509=X509Paths(**(server or {}))))
+def _settings(
+    client: dict[str, str] | None = None, server: dict[str, str] | None = None
+) -> Settings:
+    return Settings(
+        client=ClientSettings(x509=X509Paths(**(client or {}))),
+        server=ServerSettings(x509=X509Paths(**(server or {}))),
+    )
 
 
-def test_load_all_files(files: dict[str, str], pki: Pki, caplog: pytest.LogCaptureFixture
-                        ) -> None:
+def test_load_all_files(files: dict[str, str], pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, "quichsd.credentials")
     creds = load_credentials(_settings(server=files))
     s = creds.server
@@ -129,21 +134,22 @@ def test_wipe_zeroes_key(files: dict[str, str]) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root")
-def test_owner_and_mode_warnings(files: dict[str, str], caplog: pytest.LogCaptureFixture
-                                 ) -> None:
+def test_owner_and_mode_warnings(files: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
     os.chmod(files["private_key"], 0o640)
     os.chmod(files["certificate"], 0o666)
     os.chown(files["truststore"], 1000, 0)
     caplog.set_level(logging.WARNING, "quichsd.credentials")
     load_credentials(_settings(client=files))
     got = sorted(r.getMessage() for r in caplog.records)
-    assert got == sorted([
-        f"{files['private_key']}: private key file has mode 0640: group or others can access "
-        "it (expected 0600)",
-        f"{files['certificate']}: certificate file has mode 0666: group or others can write "
-        "it (expected 0644)",
-        f"{files['truststore']}: owned by uid 1000, not root (mode 0644)",
-    ])
+    assert got == sorted(
+        [
+            f"{files['private_key']}: private key file has mode 0640: group or others can access "
+            "it (expected 0600)",
+            f"{files['certificate']}: certificate file has mode 0666: group or others can write "
+            "it (expected 0644)",
+            f"{files['truststore']}: owned by uid 1000, not root (mode 0644)",
+        ]
+    )
     assert all(r.levelno == logging.WARNING for r in caplog.records)
 
 
@@ -153,16 +159,19 @@ def test_private_key_symlink_refused(tmp_path: Path, files: dict[str, str]) -> N
     files["private_key"] = str(link)
     with pytest.raises(CredentialsError) as info:
         load_credentials(_settings(server=files))
-    assert info.value.errors == [f"{link}: private key file is a symbolic link; name the file "
-                                 "itself"]
+    assert info.value.errors == [
+        f"{link}: private key file is a symbolic link; name the file itself"
+    ]
 
 
 def test_missing_files_all_reported(tmp_path: Path) -> None:
     paths = {k: str(tmp_path / k) for k in ("certificate", "private_key", "truststore", "crl")}
     with pytest.raises(CredentialsError) as info:
         load_credentials(_settings(client=paths))
-    assert info.value.errors == [f"{paths[k]}: cannot open: No such file or directory"
-                                 for k in ("certificate", "private_key", "truststore", "crl")]
+    assert info.value.errors == [
+        f"{paths[k]}: cannot open: No such file or directory"
+        for k in ("certificate", "private_key", "truststore", "crl")
+    ]
 
 
 def test_not_a_regular_file(tmp_path: Path, files: dict[str, str]) -> None:
@@ -176,22 +185,27 @@ def test_key_in_certificate_slot(tmp_path: Path, files: dict[str, str], pki: Pki
     files["certificate"] = _write(tmp_path / "oops.pem", pki.key_pem(), 0o644)
     with pytest.raises(CredentialsError) as info:
         load_credentials(_settings(server=files))
-    assert info.value.errors == [f"{files['certificate']}: server certificate: no PEM "
-                                 "'CERTIFICATE' block found"]
+    assert info.value.errors == [
+        f"{files['certificate']}: server certificate: no PEM 'CERTIFICATE' block found"
+    ]
 
 
 def test_chain_of_eleven_refused(tmp_path: Path, files: dict[str, str], pki: Pki) -> None:
     files["certificate"] = _write(tmp_path / "long.pem", pki.leaf.public_bytes(PEM) * 11, 0o644)
     with pytest.raises(CredentialsError) as info:
         load_credentials(_settings(client=files))
-    assert info.value.errors == [f"{files['certificate']}: client certificate: 11 "
-                                 "certificates, more than the 10 allowed"]
+    assert info.value.errors == [
+        f"{files['certificate']}: client certificate: 11 certificates, more than the 10 allowed"
+    ]
 
 
 def test_truncated_chain(pki: Pki) -> None:
     pem = pki.chain_pem()
-    with pytest.raises(PemError, match=r"^'-----BEGIN CERTIFICATE-----' at line \d+ has no "
-                       "matching END line$"):
+    with pytest.raises(
+        PemError,
+        match=r"^'-----BEGIN CERTIFICATE-----' at line \d+ has no "
+        "matching END line$",
+    ):
         check_certificates(pem[:-40], limit=10)
     body_cut = pki.leaf.public_bytes(PEM).replace(b"\n", b"\n", 1)
     lines = body_cut.split(b"\n")
@@ -199,8 +213,10 @@ def test_truncated_chain(pki: Pki) -> None:
     with pytest.raises(PemError, match=r"^certificate 1 \(line 1\) is not a DER structure"):
         check_certificates(damaged, limit=10)
     with pytest.raises(PemError, match=r"^certificate 2 \(line \d+\) is not valid base64$"):
-        check_certificates(pki.leaf.public_bytes(PEM) + pki.ca.public_bytes(PEM).replace(
-            b"\n", b"\n!", 2), limit=10)
+        check_certificates(
+            pki.leaf.public_bytes(PEM) + pki.ca.public_bytes(PEM).replace(b"\n", b"\n!", 2),
+            limit=10,
+        )
 
 
 def test_chain_count_and_text_between_blocks(pki: Pki) -> None:
@@ -214,11 +230,13 @@ def test_chain_count_and_text_between_blocks(pki: Pki) -> None:
 def test_private_key_checks(pki: Pki) -> None:
     assert check_private_key(bytearray(pki.key_pem())) is True
     assert check_private_key(bytearray(pki.key_der())) is False
-    sec1 = pki.key.private_bytes(PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                 serialization.NoEncryption())
+    sec1 = pki.key.private_bytes(
+        PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
     assert check_private_key(bytearray(sec1)) is True
-    enc = pki.key.private_bytes(PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.BestAvailableEncryption(b"pw"))
+    enc = pki.key.private_bytes(
+        PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b"pw")
+    )
     with pytest.raises(PemError, match=r"^encrypted private keys are not supported \(line 1\)"):
         check_private_key(bytearray(enc))
     with pytest.raises(PemError, match="^2 PEM private key blocks found"):
@@ -248,8 +266,9 @@ def test_store_reload_swaps_only_on_success(tmp_path: Path, files: dict[str, str
     assert store.current is second and second.server.chain is None
 
 
-def test_kernel_serials_win_over_files(monkeypatch: pytest.MonkeyPatch, files: dict[str, str],
-                                       pki: Pki) -> None:
+def test_kernel_serials_win_over_files(
+    monkeypatch: pytest.MonkeyPatch, files: dict[str, str], pki: Pki
+) -> None:
     payloads = {101: bytearray(pki.leaf.public_bytes(DER)), 102: bytearray(pki.key_der())}
     monkeypatch.setattr(cr.keyring, "read_key", lambda serial: bytearray(payloads[serial]))
     creds = load_credentials(_settings(client=files))
@@ -290,8 +309,9 @@ def _imports(module: str) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("module", ["quichsd.credentials", "quichsd.keyring", "quichsd.pem",
-                                    "quichsd.config"])
+@pytest.mark.parametrize(
+    "module", ["quichsd.credentials", "quichsd.keyring", "quichsd.pem", "quichsd.config"]
+)
 def test_bytes_level_modules_do_not_import_gnutls(module: str) -> None:
     bad = {n for n in _imports(module) if n.startswith(("quichsd.gnutls", "quichsd.tls"))}
     assert bad == set()

@@ -62,7 +62,9 @@ READY = bytes.fromhex(
     "00000000"  # seq 0 (multicast)
     "00000000"  # pid 0 (kernel)
     "01010000"  # cmd READY 1, version 1
-    "0800" "0200" "01000000"  # HANDLER_CLASS (2) = 1 (tlshd)
+    "0800"
+    "0200"
+    "01000000"  # HANDLER_CLASS (2) = 1 (tlshd)
 )
 
 
@@ -91,7 +93,7 @@ def test_decode_ready_bad_class_length() -> None:
 
 
 def test_encode_accept_request() -> None:
-    expected = bytes.fromhex("02010000" "0800" "0200" "01000000")  # cmd 2 v1; HANDLER_CLASS=1
+    expected = bytes.fromhex("020100000800020001000000")  # cmd 2 v1; HANDLER_CLASS=1
     assert encode_accept_request() == expected
     framed = frame(FAMILY, 0x01, 7, PID, encode_accept_request())
     assert framed == struct.pack("=IHHII", 28, FAMILY, 1, 7, PID) + expected
@@ -104,7 +106,8 @@ X509_CLIENT_FULL = msg(
     2,
     s32(1, 8)  # SOCKFD 8
     + u32(3, 1)  # MESSAGE_TYPE CLIENTHELLO
-    + struct.pack("=HH", 16, 8) + b"server.test\0"  # PEERNAME, 12 bytes, no pad
+    + struct.pack("=HH", 16, 8)
+    + b"server.test\0"  # PEERNAME, 12 bytes, no pad
     + u32(4, 3000)  # TIMEOUT 3000 ms
     + u32(9, 0x2A2B2C2D)  # KEYRING serial
     + u32(5, 3)  # AUTH_MODE X509
@@ -174,7 +177,9 @@ def test_accept_reply_anon_with_padded_peername() -> None:
         2,
         s32(1, 7)
         + u32(3, 1)
-        + struct.pack("=HH", 17, 8) + b"host.example\0" + b"\0\0\0"
+        + struct.pack("=HH", 17, 8)
+        + b"host.example\0"
+        + b"\0\0\0"
         + u32(5, 1),
     )
     req = decode_accept_reply(parse_message(data))
@@ -192,7 +197,9 @@ def test_unknown_attribute_ids_are_ignored() -> None:
     data = msg(
         2,
         s32(1, 8)
-        + struct.pack("=HH", 7, 42) + b"abc" + b"\0"  # id 42, odd length, padded
+        + struct.pack("=HH", 7, 42)
+        + b"abc"
+        + b"\0"  # id 42, odd length, padded
         + u32(3, 2)
         + u32(10, 1)  # proposed KEY_UPDATE_REQUEST
         + u32(5, 2)
@@ -339,10 +346,18 @@ def test_message_length_bounds_the_attributes() -> None:
 def test_encode_done_success_with_remote_auth() -> None:
     expected = bytes.fromhex(
         "03010000"  # cmd DONE 3, version 1
-        "0800" "0100" "00000000"  # STATUS (1) = 0
-        "0800" "0200" "08000000"  # SOCKFD (2) = 8
-        "0800" "0300" "813ddd1b"  # REMOTE_AUTH (3) = 0x1bdd3d81
-        "0800" "0300" "ffffffff"  # REMOTE_AUTH (3) = UINT_MAX (tlshd's server placeholder)
+        "0800"
+        "0100"
+        "00000000"  # STATUS (1) = 0
+        "0800"
+        "0200"
+        "08000000"  # SOCKFD (2) = 8
+        "0800"
+        "0300"
+        "813ddd1b"  # REMOTE_AUTH (3) = 0x1bdd3d81
+        "0800"
+        "0300"
+        "ffffffff"  # REMOTE_AUTH (3) = UINT_MAX (tlshd's server placeholder)
     )
     assert encode_done(0, 8, (0x1BDD3D81, 0xFFFFFFFF)) == expected
     framed = frame(FAMILY, 0x05, 3, PID, expected)
