@@ -112,6 +112,7 @@ class UserspaceQuicSocket:
         self._eof = False
         self._closed = False
         self._established = False
+        self._send_ready = asyncio.Event()
         self.peer_transport_params: bytes | None = None
         self.selected_alpn: bytes | None = None
         #: called with ConnectionIdIssued/Retired events (the server routes by CID)
@@ -206,6 +207,12 @@ class UserspaceQuicSocket:
             if isinstance(ev, aq_events.ConnectionTerminated):
                 self._eof = True
             self._events.append(ev)
+        if self._conn._close_event is not None:
+            # the peer closed, or aioquic closes on a protocol error: the connection is
+            # over for recvmsg at once (the kernel does not wait for the draining period)
+            self._eof = True
+        if self._eof:
+            self._send_ready.set()
         if self._events and self._event_waiter is not None and not self._event_waiter.done():
             self._event_waiter.set_result(None)
         self.transmit()
@@ -308,12 +315,15 @@ class UserspaceQuicSocket:
             raise _err(errno.EINVAL, f"CRYPTO_SECRET {s.level.name} already installed")
         self._conn.install_secret(s.level, s.send, ccm.CIPHER_TO_SUITE[s.cipher], s.secret)
         self._secrets.add((s.level, s.send))
+        if s.level is uapi.CryptoLevel.EARLY and s.send:
+            self._send_ready.set()
         if not s.send:  # packets that arrived before this key: process them now
             for data, addr in list(self._replay):
                 self._conn.receive_datagram(data, addr, now=self._loop.time())
         app = uapi.CryptoLevel.APP
         if (app, True) in self._secrets and (app, False) in self._secrets:
             self._established = True
+            self._send_ready.set()
             self._replay.clear()
             early = (uapi.CryptoLevel.EARLY, bool(self._conn._is_client)) in self._secrets
             self._conn.complete_handshake(early_data_accepted=early, resumed=False)
@@ -416,6 +426,12 @@ class UserspaceQuicSocket:
     def can_send_early_data(self) -> bool:
         return self._conn.can_send(uapi.CryptoLevel.EARLY) or self._established
 
+    async def wait_send_ready(self) -> bool:
+        """Until stream data can be sent (0-RTT or 1-RTT keys); False if the socket closed."""
+        if not self._send_ready.is_set():
+            await self._send_ready.wait()
+        return not (self._closed or self._eof)
+
     def peer_close_info(self) -> uapi.ConnectionClose | None:
         ev = self._conn._peer_close
         if ev is None:
@@ -448,6 +464,7 @@ class UserspaceQuicSocket:
             self._timer.cancel()
             self._timer = None
         self._ready.close()
+        self._send_ready.set()
         self._release()
         if self._event_waiter is not None and not self._event_waiter.done():
             self._event_waiter.set_result(None)

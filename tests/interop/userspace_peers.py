@@ -1,0 +1,208 @@
+"""Peers and helpers for the userspace QUIC socket interop tests.
+
+* aioquic with its *own* TLS (``aioquic.asyncio``): an echo server and an echo client;
+* ngtcp2's ``gtlsserver`` / ``gtlsclient`` (GnuTLS) as subprocesses, with their logs;
+* HTTP/3 over :class:`~quichsd.userspace.aioquic.UserspaceQuicSocket` with ``aioquic.h3``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aioquic.asyncio import serve
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.asyncio.server import QuicServer
+from aioquic.h3.connection import H3Connection
+from aioquic.h3.events import DataReceived, HeadersReceived
+from aioquic.quic import events as ev
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.tls import SessionTicket
+
+from quichsd.userspace.aioquic import UserspaceQuicSocket
+
+GTLSSERVER = "/usr/sbin/gtlsserver"
+GTLSCLIENT = "/usr/bin/gtlsclient"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- aioquic with its own TLS -------------------------------------------------------------
+@dataclass
+class EchoLog:
+    """What the native aioquic endpoint saw."""
+
+    completed: list[ev.HandshakeCompleted] = field(default_factory=list)
+    terminated: list[ev.ConnectionTerminated] = field(default_factory=list)
+    data: bytearray = field(default_factory=bytearray)
+
+
+class _EchoProtocol(QuicConnectionProtocol):
+    log: EchoLog
+
+    def quic_event_received(self, event: ev.QuicEvent) -> None:
+        if isinstance(event, ev.HandshakeCompleted):
+            self.log.completed.append(event)
+        elif isinstance(event, ev.ConnectionTerminated):
+            self.log.terminated.append(event)
+        elif isinstance(event, ev.StreamDataReceived):
+            self.log.data += event.data
+            self._quic.send_stream_data(
+                event.stream_id, b"echo:" + event.data, end_stream=event.end_stream
+            )
+            self.transmit()
+
+
+async def aioquic_echo_server(
+    port: int, cert: Path, key: Path, *, alpn: str = "echo", cafile: Path | None = None
+) -> tuple[QuicServer, EchoLog]:
+    """aioquic's own TLS, session tickets on (0-RTT), optional client-cert verification."""
+    log = EchoLog()
+    tickets: dict[bytes, SessionTicket] = {}
+    cfg = QuicConfiguration(is_client=False, alpn_protocols=[alpn])
+    cfg.load_cert_chain(cert, key)
+    if cafile is not None:
+        import ssl
+
+        cfg.load_verify_locations(cafile=str(cafile))
+        cfg.verify_mode = ssl.CERT_REQUIRED
+
+    class Proto(_EchoProtocol):
+        pass
+
+    Proto.log = log
+    server = await serve(
+        "127.0.0.1",
+        port,
+        configuration=cfg,
+        create_protocol=Proto,
+        session_ticket_fetcher=tickets.pop,
+        session_ticket_handler=lambda t: tickets.__setitem__(t.ticket, t),
+    )
+    return server, log
+
+
+def aioquic_client_config(
+    cafile: Path, *, alpn: str = "echo", cert: Path | None = None, key: Path | None = None
+) -> QuicConfiguration:
+    cfg = QuicConfiguration(is_client=True, alpn_protocols=[alpn], server_name="localhost")
+    cfg.load_verify_locations(cafile=str(cafile))
+    if cert is not None:
+        cfg.load_cert_chain(cert, key)
+    return cfg
+
+
+# -- ngtcp2 -----------------------------------------------------------------------------------
+class GtlsServer:
+    """``gtlsserver`` serving ``htdocs`` (HTTP/3, ALPN h3) on a free port."""
+
+    def __init__(self, workdir: Path, cert: Path, key: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.log = workdir / f"gtlsserver-{self.port}.log"
+        self.proc = subprocess.Popen(
+            [GTLSSERVER, "127.0.0.1", str(self.port), str(key), str(cert)]
+            + ["-d", str(workdir / "htdocs"), "--no-quic-dump", *extra],
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        time.sleep(0.3)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+async def gtlsclient(port: int, workdir: Path, *extra: str, timeout: float = 15.0) -> str:
+    """Run ``gtlsclient`` GET / against 127.0.0.1:port; returns its log (it exits 0 even
+    on failure, so callers parse the log)."""
+    proc = await asyncio.create_subprocess_exec(
+        GTLSCLIENT,
+        "127.0.0.1",
+        str(port),
+        f"https://localhost:{port}/",
+        "--exit-on-all-streams-close",
+        "--no-quic-dump",
+        "--handshake-timeout=10s",
+        *extra,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=workdir,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        out, _ = await proc.communicate()
+    return out.decode(errors="replace")
+
+
+# -- HTTP/3 over the userspace socket ---------------------------------------------------------
+async def h3_get(sock: UserspaceQuicSocket, authority: str, path: str) -> tuple[int, bytes]:
+    """Client: one GET on an established socket; returns (status, body)."""
+    h3 = H3Connection(sock.quic)
+    sid = sock.quic.get_next_available_stream_id()
+    h3.send_headers(
+        sid,
+        [
+            (b":method", b"GET"),
+            (b":scheme", b"https"),
+            (b":authority", authority.encode()),
+            (b":path", path.encode()),
+        ],
+        end_stream=True,
+    )
+    sock.transmit()
+    status, body = 0, bytearray()
+    while True:
+        event = await sock.next_event(10)
+        for h in h3.handle_event(event):
+            if isinstance(h, HeadersReceived) and h.stream_id == sid:
+                status = int(dict(h.headers)[b":status"])
+                if h.stream_ended:
+                    return status, bytes(body)
+            elif isinstance(h, DataReceived) and h.stream_id == sid:
+                body += h.data
+                if h.stream_ended:
+                    return status, bytes(body)
+        sock.transmit()
+
+
+async def h3_serve_one(sock: UserspaceQuicSocket, body: bytes) -> list[tuple[bytes, bytes]]:
+    """Server: answer one request with 200 + ``body``; returns the request headers."""
+    h3 = H3Connection(sock.quic)
+    while True:
+        event = await sock.next_event(10)
+        for h in h3.handle_event(event):
+            if isinstance(h, HeadersReceived):
+                headers: list[tuple[bytes, bytes]] = list(h.headers)
+                h3.send_headers(
+                    h.stream_id,
+                    [(b":status", b"200"), (b"content-length", str(len(body)).encode())],
+                )
+                h3.send_data(h.stream_id, body, end_stream=True)
+                sock.transmit()
+                return headers
+        sock.transmit()
+
+
+def drain_events(sock: UserspaceQuicSocket) -> list[Any]:
+    out = []
+    while sock._events:
+        out.append(sock._events.popleft())
+    return out
