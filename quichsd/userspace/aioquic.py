@@ -28,13 +28,15 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from aioquic.quic import events as aq_events
-from aioquic.quic.connection import NetworkAddress, QuicConnectionError
+from aioquic.quic.connection import NetworkAddress
 
 from .. import uapi
 from ..quicsocket import Ancillary
 from . import ccm
+from .appdata import AppData, Readiness
 from .bridge import BridgedConnection
 from .options import SocketOptions, TransportSettings, client_configuration
+from .sockopts import SockOpts, oserror
 
 __all__ = ["UserspaceQuicSocket", "TransportSettings"]
 
@@ -51,39 +53,10 @@ APPLICATION_ERROR = 0x0C
 Sender = Callable[[bytes, NetworkAddress], None]
 
 
-def _err(code: int, what: str) -> OSError:
-    return OSError(code, f"{errno.errorcode.get(code, code)}: {what}")
+_err = oserror
 
 
-class _Readiness:
-    """A socketpair whose read end is readable exactly while ``set`` holds."""
-
-    def __init__(self) -> None:
-        self._r, self._w = socket.socketpair()
-        self._r.setblocking(False)
-        self._w.setblocking(False)
-        self._on = False
-
-    def fileno(self) -> int:
-        return self._r.fileno()
-
-    def update(self, on: bool) -> None:
-        if on and not self._on:
-            self._w.send(b"\x01")
-        elif not on and self._on:
-            try:
-                while self._r.recv(64):
-                    pass
-            except BlockingIOError:
-                pass
-        self._on = on
-
-    def close(self) -> None:
-        self._r.close()
-        self._w.close()
-
-
-class UserspaceQuicSocket:
+class UserspaceQuicSocket(SockOpts, AppData):
     """One QUIC connection (client, or accepted by a server) with the kernel socket ops."""
 
     def __init__(
@@ -100,7 +73,7 @@ class UserspaceQuicSocket:
         self._peer = peer
         self._send = send
         self._release = release
-        self._ready = _Readiness()
+        self._ready = Readiness()
         self._rx: deque[tuple[uapi.CryptoLevel, bytes]] = deque()
         self._nst = bytearray()
         self._secrets: set[tuple[uapi.CryptoLevel, bool]] = set()
@@ -244,115 +217,6 @@ class UserspaceQuicSocket:
     def getpeername(self) -> Any:
         return self._peer
 
-    # -- QuicSocket: options ----
-    def getsockopt(self, level: int, optname: int, buflen: int = 0, /) -> Any:
-        if level == socket.SOL_SOCKET:
-            if optname == socket.SO_PROTOCOL:
-                return uapi.IPPROTO_QUIC
-            raise _err(errno.ENOPROTOOPT, f"SOL_SOCKET option {optname} not supported")
-        if level != uapi.SOL_QUIC:
-            raise _err(errno.ENOPROTOOPT, f"level {level} is not SOL_QUIC")
-        if buflen <= 0:
-            raise _err(errno.EINVAL, f"SOL_QUIC option {optname} needs a buffer length")
-        o = self._opts
-        if optname == uapi.QUIC_SOCKOPT_CONFIG:
-            return uapi.pack_config(o.config)[:buflen]
-        if optname == uapi.QUIC_SOCKOPT_CONNECTION_CLOSE:
-            return uapi.pack_connection_close(self.close_info())[:buflen]
-        if optname == uapi.QUIC_SOCKOPT_ALPN:
-            value = self.selected_alpn or uapi.format_alpn_option(o.alpns)
-        elif optname == uapi.QUIC_SOCKOPT_SESSION_TICKET:
-            if not o.is_client:
-                value = o.ticket
-            elif self._established:
-                value = bytes(self._nst) if self._nst_complete() else b""
-            else:
-                value = o.ticket
-        elif optname == uapi.QUIC_SOCKOPT_TRANSPORT_PARAM_EXT:
-            value = self._conn.local_transport_parameters
-        else:
-            raise _err(errno.ENOPROTOOPT, f"SOL_QUIC option {optname} not supported")
-        if len(value) > buflen:
-            raise _err(errno.EINVAL, f"option {optname} needs {len(value)} bytes, got {buflen}")
-        return value
-
-    def setsockopt(self, level: int, optname: int, value: bytes, /) -> None:
-        if level != uapi.SOL_QUIC:
-            raise _err(errno.ENOPROTOOPT, f"level {level} is not SOL_QUIC")
-        value = bytes(value)
-        if len(value) > uapi.QUIC_TICKET_MAX_LEN:
-            raise _err(errno.EINVAL, f"option value of {len(value)} bytes exceeds 4096")
-        if optname == uapi.QUIC_SOCKOPT_CRYPTO_SECRET:
-            self._set_secret(value)
-        elif optname == uapi.QUIC_SOCKOPT_TRANSPORT_PARAM_EXT:
-            self._set_peer_tp(value)
-        elif optname == uapi.QUIC_SOCKOPT_ALPN:
-            self._set_alpn(value)
-        elif optname == uapi.QUIC_SOCKOPT_CONNECTION_CLOSE:
-            try:
-                self._local_close = uapi.unpack_connection_close(value)
-            except ValueError as e:
-                raise _err(errno.EINVAL, f"CONNECTION_CLOSE: {e}") from None
-        elif optname == uapi.QUIC_SOCKOPT_SESSION_TICKET:
-            if not uapi.QUIC_TICKET_MIN_LEN <= len(value) <= uapi.QUIC_TICKET_MAX_LEN:
-                raise _err(errno.EINVAL, f"SESSION_TICKET of {len(value)} bytes not in 64..4096")
-            self._opts.ticket = value
-        elif optname == uapi.QUIC_SOCKOPT_CONFIG:
-            if self._established:
-                raise _err(errno.EINVAL, "CONFIG cannot change once established")
-            self._opts.config = uapi.unpack_config(value)
-        else:
-            raise _err(errno.ENOPROTOOPT, f"SOL_QUIC option {optname} not supported")
-
-    def _set_secret(self, value: bytes) -> None:
-        if self._established or self._closed or self._eof:
-            raise _err(errno.EINVAL, "CRYPTO_SECRET only while establishing")
-        try:
-            s = uapi.unpack_crypto_secret(value)
-        except ValueError as e:  # wrong size, INITIAL level, unknown cipher
-            raise _err(errno.EINVAL, f"CRYPTO_SECRET: {e}") from None
-        if (s.level, s.send) in self._secrets:
-            raise _err(errno.EINVAL, f"CRYPTO_SECRET {s.level.name} already installed")
-        self._conn.install_secret(s.level, s.send, ccm.CIPHER_TO_SUITE[s.cipher], s.secret)
-        self._secrets.add((s.level, s.send))
-        if s.level is uapi.CryptoLevel.EARLY and s.send:
-            self._send_ready.set()
-        if not s.send:  # packets that arrived before this key: process them now
-            for data, addr in list(self._replay):
-                self._conn.receive_datagram(data, addr, now=self._loop.time())
-        app = uapi.CryptoLevel.APP
-        if (app, True) in self._secrets and (app, False) in self._secrets:
-            self._established = True
-            self._send_ready.set()
-            self._replay.clear()
-            early = (uapi.CryptoLevel.EARLY, bool(self._conn._is_client)) in self._secrets
-            self._conn.complete_handshake(early_data_accepted=early, resumed=False)
-        self._after_io()
-
-    def _set_peer_tp(self, value: bytes) -> None:
-        if len(value) > uapi.QUIC_TP_EXT_MAX_LEN:
-            raise _err(errno.EINVAL, f"TRANSPORT_PARAM_EXT of {len(value)} bytes exceeds 512")
-        try:
-            self._conn.apply_peer_transport_parameters(value)
-        except QuicConnectionError as e:
-            self._conn.close(e.error_code, e.frame_type, e.reason_phrase)
-            self._after_io()
-            raise _err(errno.EINVAL, f"peer transport parameters: {e.reason_phrase}") from None
-        self.peer_transport_params = value
-
-    def _set_alpn(self, value: bytes) -> None:
-        try:
-            alpns = uapi.parse_alpn_option(value)
-        except ValueError as e:
-            raise _err(errno.EINVAL, f"ALPN: {e}") from None
-        if len(alpns) == 1 and (not self._opts.is_client or self._rx or self._secrets):
-            self.selected_alpn = alpns[0]
-            self._conn.set_alpn(alpns[0].decode("ascii", "replace"))
-        elif self._secrets:
-            raise _err(errno.EINVAL, "ALPN list cannot change once the handshake started")
-        else:
-            self._opts.alpns = alpns
-
     # -- QuicSocket: handshake messages ----
     def sendmsg(
         self,
@@ -426,12 +290,6 @@ class UserspaceQuicSocket:
     def can_send_early_data(self) -> bool:
         return self._conn.can_send(uapi.CryptoLevel.EARLY) or self._established
 
-    async def wait_send_ready(self) -> bool:
-        """Until stream data can be sent (0-RTT or 1-RTT keys); False if the socket closed."""
-        if not self._send_ready.is_set():
-            await self._send_ready.wait()
-        return not (self._closed or self._eof)
-
     def peer_close_info(self) -> uapi.ConnectionClose | None:
         ev = self._conn._peer_close
         if ev is None:
@@ -473,50 +331,6 @@ class UserspaceQuicSocket:
         """Client: until the UDP transport is gone (its fd closed)."""
         if self._closed_future is not None:
             await asyncio.shield(self._closed_future)
-
-    # -- post-handshake application data ----
-    async def next_event(self, timeout: float | None = None) -> aq_events.QuicEvent:
-        """The next aioquic event (stream data, datagrams, termination...)."""
-        async with asyncio.timeout(timeout):
-            while not self._events:
-                if self._closed:
-                    raise ConnectionError("socket is closed")
-                self._event_waiter = self._loop.create_future()
-                await self._event_waiter
-                self._event_waiter = None
-        return self._events.popleft()
-
-    def send_stream(self, data: bytes, *, end: bool = True, stream_id: int | None = None) -> int:
-        """Send on a stream (a new bidirectional one if ``stream_id`` is None); returns its id."""
-        if self._closed or self._eof:
-            raise _err(errno.EPIPE, "connection is closed")
-        if stream_id is None:
-            stream_id = self._conn.get_next_available_stream_id()
-        self._conn.send_stream_data(stream_id, data, end_stream=end)
-        self.transmit()
-        return stream_id
-
-    async def recv_stream(self, stream_id: int, timeout: float | None = None) -> bytes:
-        """All data of ``stream_id`` up to its FIN; other events stay queued."""
-        out = bytearray()
-        kept: list[aq_events.QuicEvent] = []
-        try:
-            while True:
-                ev = await self.next_event(timeout)
-                if isinstance(ev, aq_events.StreamDataReceived) and ev.stream_id == stream_id:
-                    out += ev.data
-                    if ev.end_stream:
-                        return bytes(out)
-                elif isinstance(ev, aq_events.ConnectionTerminated):
-                    kept.append(ev)
-                    raise ConnectionError(
-                        f"connection closed (0x{ev.error_code:x} {ev.reason_phrase}) "
-                        f"before stream {stream_id} ended"
-                    )
-                else:
-                    kept.append(ev)
-        finally:
-            self._events.extendleft(reversed(kept))
 
 
 class _ClientProtocol(asyncio.DatagramProtocol):
