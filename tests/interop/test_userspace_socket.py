@@ -19,7 +19,9 @@ import pytest
 import pytest_asyncio
 from aioquic.asyncio import connect as aq_connect
 from aioquic.buffer import Buffer
+from aioquic.h3.connection import H3Connection
 from aioquic.quic.packet import pull_quic_transport_parameters
+from aioquic.tls import Epoch
 from conftest import open_fds
 from pki import Pki, make_pki
 from userspace_peers import (
@@ -293,6 +295,33 @@ async def _until(cond: object, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
+def test_ccm_packet_protection_matches_rfc9001_derivation() -> None:
+    """Our 0x1304 registration vs an independent AES-128-CCM with RFC 9001 §5.1 keys."""
+    from aioquic.quic.crypto import CryptoContext
+    from aioquic.tls import hkdf_expand_label
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESCCM
+
+    from quichsd.userspace import ccm
+
+    ccm.register()
+    secret = bytes(range(32))
+    ctx = CryptoContext()
+    ctx.setup(cipher_suite=0x1304, secret=secret, version=1)  # type: ignore[arg-type]
+    header = bytes([0x41]) + b"\x01" * 8 + b"\x00\x07"  # short header, 2-byte PN
+    payload = b"\x01" + b"\x00" * 40
+    packet = ctx.encrypt_packet(header, payload, 7)
+    sha = hashes.SHA256()
+    key = hkdf_expand_label(sha, secret, b"quic key", b"", 16)
+    iv = hkdf_expand_label(sha, secret, b"quic iv", b"", 12)
+    nonce = (int.from_bytes(iv, "big") ^ 7).to_bytes(12, "big")
+    sealed = AESCCM(key, tag_length=16).encrypt(nonce, payload, header)
+    assert len(packet) == len(header) + len(payload) + 16
+    assert packet[len(header) :] == sealed  # header protection touches the header only
+    plain_header, plain, pn, _ = ctx.decrypt_packet(packet, len(header) - 2, 7)
+    assert (plain_header, plain, pn) == (header, payload, 7)
+
+
 # -- full handshakes through the driver -------------------------------------------------------
 def client_req(creds: CertificateCredentials, **kw: object) -> HandshakeRequest:
     return HandshakeRequest(role=Role.CLIENT, peer_name="localhost", x509=creds, timeout=10, **kw)  # type: ignore[arg-type]
@@ -476,8 +505,14 @@ async def test_client_h3_get_vs_gtlsserver(
         res = await run_handshake(sock, client_req(client_creds))
         assert res.ok, res.error
         assert res.info is not None and res.info.cipher is cipher
-        status, body = await h3_get(sock, f"localhost:{srv.port}", "/index.html")
+        h3 = H3Connection(sock.quic)
+        status, body = await h3_get(sock, f"localhost:{srv.port}", "/index.html", h3)
         assert (status, body) == (200, b"hello from gtlsserver\n")
+        phase = sock.quic._cryptos[Epoch.ONE_RTT].recv.key_phase
+        sock.quic.request_key_update()  # the next phase's keys come from the same suite
+        status, body = await h3_get(sock, f"localhost:{srv.port}", "/index.html", h3)
+        assert (status, body) == (200, b"hello from gtlsserver\n")
+        assert sock.quic._cryptos[Epoch.ONE_RTT].recv.key_phase != phase
         sock.close()
         await sock.wait_closed()
     finally:

@@ -153,9 +153,12 @@ async def gtlsclient(port: int, workdir: Path, *extra: str, timeout: float = 15.
 
 
 # -- HTTP/3 over the userspace socket ---------------------------------------------------------
-async def h3_get(sock: UserspaceQuicSocket, authority: str, path: str) -> tuple[int, bytes]:
-    """Client: one GET on an established socket; returns (status, body)."""
-    h3 = H3Connection(sock.quic)
+async def h3_get(
+    sock: UserspaceQuicSocket, authority: str, path: str, h3: H3Connection | None = None
+) -> tuple[int, bytes]:
+    """Client: one GET on an established socket; returns (status, body). Pass the same
+    ``h3`` for further requests on the connection (one H3 control stream per connection)."""
+    h3 = h3 or H3Connection(sock.quic)
     sid = sock.quic.get_next_available_stream_id()
     h3.send_headers(
         sid,
