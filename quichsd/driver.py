@@ -260,6 +260,7 @@ class _Run:
         self.app_secrets = 0
         self.phase = "reading socket settings"
         self.ready = asyncio.Event()
+        self.closed: HandshakeError | None = None
         self.fd = sock.fileno()
 
     async def _call(self, fn: Callable[..., T], *args: object) -> T:
@@ -327,6 +328,9 @@ class _Run:
         self.ready.set()
 
     def drain(self) -> list[tuple[CryptoLevel, bytes]]:
+        """Everything readable now. A close (EOF, reset, close event) is recorded in
+        ``self.closed`` and ends the batch: data read before it is still processed, so a
+        peer that sends its Finished and closes at once still completes the handshake."""
         out: list[tuple[CryptoLevel, bytes]] = []
         while True:
             try:
@@ -337,19 +341,22 @@ class _Run:
                 continue
             except OSError as e:
                 if e.errno in (errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN):
-                    raise _peer_close_error(self.sock) from None
+                    self.closed = _peer_close_error(self.sock)
+                    return out
                 raise SocketError(f"recvmsg failed: {e.strerror}", e.errno or errno.EIO) from None
             if flags & socket.MSG_CTRUNC:
                 raise BadMessage("recvmsg control data truncated (MSG_CTRUNC)")
             if flags & uapi.MSG_QUIC_NOTIFICATION:
-                raise _peer_close_error(self.sock)
+                self.closed = _peer_close_error(self.sock)
+                return out
             try:
                 level = find_handshake_level(anc)
             except ValueError as e:
                 raise ProtocolViolation(f"bad QUIC_HANDSHAKE_INFO cmsg: {e}") from None
             if level is None:
                 if not data:
-                    raise _peer_close_error(self.sock)
+                    self.closed = _peer_close_error(self.sock)
+                    return out
                 raise BadMessage(
                     f"recvmsg returned {len(data)} bytes without a QUIC_HANDSHAKE_INFO cmsg "
                     "(uapi mismatch?)"
@@ -392,12 +399,20 @@ class _Run:
         self.act(engine.events())
         while not self.finished():
             batch = self.drain()
+            try:
+                for level, data in batch:
+                    await self._call(engine.receive, level, data)
+                    self.act(engine.events())
+            except SocketError:
+                if self.closed is not None:  # the socket refused because the peer left
+                    raise self.closed from None
+                raise
+            if self.finished():
+                break
+            if self.closed is not None:
+                raise self.closed
             if not batch:
                 await self.wait_readable()
-                continue
-            for level, data in batch:
-                await self._call(engine.receive, level, data)
-                self.act(engine.events())
         if client and settings.config.receive_session_ticket:
             await self.wait_for_ticket(settings.config.receive_session_ticket)
 

@@ -1,0 +1,152 @@
+"""quichsd-probe as a process: `serve` accepting ngtcp2's gtlsclient and an aioquic client
+(aioquic's own TLS), and `connect` to an aioquic server. JSON lines and exit codes are
+asserted, plus what the independent peer logged."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import ssl
+import sys
+from pathlib import Path
+
+import pytest
+from aioquic.asyncio import connect as aq_connect
+from aioquic.quic.configuration import QuicConfiguration
+from pki import make_pki
+from userspace_peers import aioquic_echo_server, free_port, gtlsclient
+
+pytestmark = pytest.mark.peer
+
+PROBE = str(Path(sys.executable).parent / "quichsd-probe")
+
+
+@pytest.fixture(scope="module")
+def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("pki")
+    make_pki().write(d)
+    return d
+
+
+class Serve:
+    """`quichsd-probe serve` in a subprocess; results are its JSON lines."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
+        self.proc = proc
+        self.port = port
+
+    @classmethod
+    async def start(cls, pki: Path, count: int, *extra: str, alpn: str = "h3") -> Serve:
+        port = free_port()
+        proc = await asyncio.create_subprocess_exec(
+            PROBE,
+            "serve",
+            str(port),
+            "--cert",
+            str(pki / "server.pem"),
+            "--key",
+            str(pki / "server.key"),
+            "--alpn",
+            alpn,
+            "--count",
+            str(count),
+            "--timeout",
+            "5",
+            *extra,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert proc.stderr is not None
+        line = await asyncio.wait_for(proc.stderr.readline(), 20)
+        assert b"listening on" in line, line
+        return cls(proc, port)
+
+    async def results(self) -> tuple[int, list[dict[str, object]]]:
+        out, _err = await asyncio.wait_for(self.proc.communicate(), 30)
+        lines = [json.loads(x) for x in out.decode().splitlines() if x.startswith("{")]
+        assert self.proc.returncode is not None
+        return self.proc.returncode, lines
+
+
+async def test_serve_accepts_gtlsclient_then_resumes_with_0rtt(
+    pki_dir: Path, tmp_path: Path
+) -> None:
+    srv = await Serve.start(pki_dir, 2)
+    sess = ["--session-file=" + str(tmp_path / "s.pem"), "--tp-file=" + str(tmp_path / "tp.bin")]
+    first = await gtlsclient(srv.port, tmp_path, *sess)
+    second = await gtlsclient(srv.port, tmp_path, *sess)
+    rc, lines = await srv.results()
+    assert "QUIC handshake has completed" in first and "QUIC handshake has completed" in second
+    assert "Early data was rejected" not in second
+    assert rc == 0 and [x["ok"] for x in lines] == [True, True], lines
+    assert lines[0]["resumed"] is False and lines[1]["resumed"] is True
+    assert lines[1]["early_data"] is True
+
+
+async def test_serve_alpn_mismatch_gtlsclient_sees_0x178(pki_dir: Path, tmp_path: Path) -> None:
+    srv = await Serve.start(pki_dir, 1, alpn="smb")
+    log = await gtlsclient(srv.port, tmp_path)
+    rc, lines = await srv.results()
+    assert rc == 1 and lines[0]["status"] == errno.EACCES
+    assert "no common application protocol" in str(lines[0]["error"])
+    assert "CONNECTION_CLOSE(0x1c) error_code=CRYPTO_ERROR(0x178)" in log, log[-3000:]
+    assert "QUIC handshake has completed" not in log
+
+
+async def test_serve_requires_client_cert(pki_dir: Path, tmp_path: Path) -> None:
+    srv = await Serve.start(
+        pki_dir, 2, "--require-client-cert", "--cafile", str(pki_dir / "ca.pem")
+    )
+    with_cert = await gtlsclient(
+        srv.port,
+        tmp_path,
+        "--cert",
+        str(pki_dir / "client.pem"),
+        "--key",
+        str(pki_dir / "client.key"),
+    )
+    without = await gtlsclient(srv.port, tmp_path)
+    rc, lines = await srv.results()
+    assert "QUIC handshake has completed" in with_cert
+    assert rc == 1 and lines[0]["ok"] is True and lines[1]["ok"] is False, lines
+    assert lines[1]["status"] == errno.EACCES
+    assert "error_code=CRYPTO_ERROR(0x174)" in without, without[-3000:]  # certificate_required
+
+
+async def test_serve_accepts_an_aioquic_client_with_its_own_tls(pki_dir: Path) -> None:
+    srv = await Serve.start(pki_dir, 1, alpn="echo")
+    cfg = QuicConfiguration(is_client=True, alpn_protocols=["echo"], server_name="server.test")
+    cfg.load_verify_locations(cafile=str(pki_dir / "ca.pem"))
+    cfg.verify_mode = ssl.CERT_REQUIRED
+    async with aq_connect("127.0.0.1", srv.port, configuration=cfg) as client:
+        await client.wait_connected()
+        assert client._quic.tls.alpn_negotiated == "echo"
+        await asyncio.wait_for(client.ping(), 5)  # answered only once the server is done
+    rc, lines = await srv.results()
+    assert rc == 0 and lines[0]["ok"] is True and lines[0]["alpn"] == "echo", lines
+
+
+async def test_connect_to_an_aioquic_server_with_its_own_tls(pki_dir: Path) -> None:
+    port = free_port()
+    server, log = await aioquic_echo_server(port, pki_dir / "server.pem", pki_dir / "server.key")
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            PROBE,
+            "connect",
+            "127.0.0.1",
+            str(port),
+            "--alpn",
+            "echo",
+            "--sni",
+            "server.test",
+            "--cafile",
+            str(pki_dir / "ca.pem"),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        server.close()
+    res = json.loads(out.decode().splitlines()[-1])
+    assert proc.returncode == 0 and res["ok"] is True and res["alpn"] == "echo", res
+    assert log.completed and log.completed[0].alpn_protocol == "echo"
