@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import select
 import socket
 import struct
@@ -22,7 +23,6 @@ from aioquic.buffer import Buffer
 from aioquic.h3.connection import H3Connection
 from aioquic.quic.packet import pull_quic_transport_parameters
 from aioquic.tls import Epoch
-from conftest import open_fds
 from pki import Pki, make_pki
 from userspace_peers import (
     GtlsServer,
@@ -41,6 +41,11 @@ from quichsd.uapi import Cipher
 from quichsd.userspace.aioquic import UserspaceQuicSocket
 from quichsd.userspace.options import TransportSettings
 from quichsd.userspace.server import UserspaceQuicServer
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
 
 pytestmark = pytest.mark.peer
 
