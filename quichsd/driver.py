@@ -49,7 +49,13 @@ from .errors import (
     SocketError,
 )
 from .gnutls.creds import AntiReplay, CertificateCredentials, PriorityCache, PskLookup
-from .quicsocket import HANDSHAKE_INFO_CMSG_SPACE, QuicSocket, find_handshake_level, handshake_cmsg
+from .quicsocket import (
+    HANDSHAKE_INFO_CMSG_SPACE,
+    QuicSocket,
+    find_handshake_level,
+    getsockopt_bytes,
+    handshake_cmsg,
+)
 from .tls.alerts import alert_name
 from .tls.engine import Auth, Engine, EngineConfig, Keylog, ResumptionKx, Role
 from .tls.events import (
@@ -131,12 +137,11 @@ class _Settings:
 
 def _sockopt(sock: QuicSocket, opt: int, buflen: int, what: str) -> bytes:
     try:
-        value = sock.getsockopt(uapi.SOL_QUIC, opt, buflen)
+        return getsockopt_bytes(sock, uapi.SOL_QUIC, opt, buflen)
     except OSError as e:
         raise SocketError(
             f"getsockopt({what}) failed: {e.strerror or e}", e.errno or errno.EIO
         ) from None
-    return bytes(value)
 
 
 def _setopt(sock: QuicSocket, opt: int, value: bytes, what: str) -> None:

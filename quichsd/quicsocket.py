@@ -21,6 +21,9 @@ Contract (as the lxin/quic kernel module behaves, kernel-interfaces.md §2):
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import os
 import socket
 from collections.abc import Iterable
 from typing import Any, Protocol, overload, runtime_checkable
@@ -62,6 +65,43 @@ class QuicSocket(Protocol):
     def getpeername(self) -> Any: ...
 
     def setblocking(self, flag: bool, /) -> None: ...
+
+
+#: CPython's ``socket.getsockopt`` refuses a ``buflen`` above this ("getsockopt buflen out of
+#: range"), but the kernel's SESSION_TICKET option needs up to QUIC_TICKET_MAX_LEN (4096).
+PY_GETSOCKOPT_MAX = 1024
+
+_libc: ctypes.CDLL | None = None
+
+
+def _libc_getsockopt(fd: int, level: int, optname: int, buflen: int) -> bytes:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    buf = ctypes.create_string_buffer(buflen)
+    size = ctypes.c_uint32(buflen)
+    rc = _libc.getsockopt(
+        ctypes.c_int(fd),
+        ctypes.c_int(level),
+        ctypes.c_int(optname),
+        buf,
+        ctypes.byref(size),
+    )
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return buf.raw[: size.value]
+
+
+def getsockopt_bytes(sock: QuicSocket, level: int, optname: int, buflen: int) -> bytes:
+    """``sock.getsockopt(level, optname, buflen)`` as bytes, also for ``buflen`` > 1024.
+
+    A kernel socket (``socket.socket``) goes through libc's getsockopt when the buffer is
+    larger than CPython allows; any other QuicSocket is asked directly.
+    """
+    if buflen > PY_GETSOCKOPT_MAX and isinstance(sock, socket.socket):
+        return _libc_getsockopt(sock.fileno(), level, optname, buflen)
+    return bytes(sock.getsockopt(level, optname, buflen))
 
 
 def handshake_cmsg(level: uapi.CryptoLevel) -> tuple[int, int, bytes]:
