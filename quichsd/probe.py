@@ -19,6 +19,7 @@ import base64
 import json
 import os
 import sys
+from dataclasses import replace
 from typing import Any
 
 from . import uapi
@@ -148,9 +149,9 @@ async def connect(args: argparse.Namespace) -> int:
             key = bytes.fromhex(key.decode())
         except ValueError:
             pass
-        req = _replace(req, auth=Auth.PSK, psk_identity=args.psk_identity, psk_key=key)
+        req = replace(req, auth=Auth.PSK, psk_identity=args.psk_identity, psk_key=key)
     else:
-        req = _replace(req, x509=certificate_credentials(args.cafile, args.cert, args.key))
+        req = replace(req, x509=certificate_credentials(args.cafile, args.cert, args.key))
     sock = await UserspaceQuicSocket.connect(
         args.host,
         args.port,
@@ -231,12 +232,6 @@ async def serve(args: argparse.Namespace) -> int:
         cc.close()
         anti_replay.close()
     return 0 if failures == 0 else 1
-
-
-def _replace(req: HandshakeRequest, **kw: Any) -> HandshakeRequest:
-    from dataclasses import replace
-
-    return replace(req, **kw)
 
 
 def parser() -> argparse.ArgumentParser:

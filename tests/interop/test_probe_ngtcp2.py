@@ -15,17 +15,11 @@ from pathlib import Path
 
 import pytest
 from pki import make_pki
+from userspace_peers import GtlsServer
 
 pytestmark = pytest.mark.peer
 
 BIN = Path(sys.executable).parent
-GTLSSERVER = "/usr/sbin/gtlsserver"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -37,37 +31,13 @@ def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-class Server:
-    def __init__(self, pki: Path, cert: str, *extra: str) -> None:
-        self.port = free_port()
-        self.log = pki / f"gtlsserver-{self.port}.log"
-        self.proc = subprocess.Popen(
-            [
-                GTLSSERVER,
-                "127.0.0.1",
-                str(self.port),
-                str(pki / f"{cert}.key"),
-                str(pki / f"{cert}.pem"),
-                "-d",
-                str(pki / "htdocs"),
-                *extra,
-            ],
-            stdout=self.log.open("w"),
-            stderr=subprocess.STDOUT,
-        )
-        time.sleep(0.3)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
+def gtls(pki: Path, name: str) -> GtlsServer:
+    return GtlsServer(pki, pki / f"{name}.pem", pki / f"{name}.key")
 
 
 @pytest.fixture
-def server(pki_dir: Path) -> Iterator[Server]:
-    s = Server(pki_dir, "server")
+def server(pki_dir: Path) -> Iterator[GtlsServer]:
+    s = gtls(pki_dir, "server")
     yield s
     s.stop()
 
@@ -101,20 +71,20 @@ def probe(
         ("CHACHA20-POLY1305", "TLS_CHACHA20_POLY1305_SHA256"),
     ],
 )
-def test_each_suite(pki_dir: Path, server: Server, cipher: str, suite: str) -> None:
+def test_each_suite(pki_dir: Path, server: GtlsServer, cipher: str, suite: str) -> None:
     rc, res = probe(pki_dir, server.port, "--alpn", "h3", "--ciphers", cipher)
     assert rc == 0 and res["ok"] is True, res
     assert res["cipher"] == suite and res["status"] == 0 and res["alpn"] == "h3"
 
 
 @pytest.mark.parametrize("group", ["X25519", "SECP256R1"])
-def test_each_group(pki_dir: Path, server: Server, group: str) -> None:
+def test_each_group(pki_dir: Path, server: GtlsServer, group: str) -> None:
     rc, res = probe(pki_dir, server.port, "--alpn", "h3", "--groups", group)
     assert rc == 0 and res["group"] == group, res
 
 
 def test_resumption_and_0rtt_on_the_second_connection(
-    pki_dir: Path, server: Server, tmp_path: Path
+    pki_dir: Path, server: GtlsServer, tmp_path: Path
 ) -> None:
     sess = tmp_path / "s.json"
     rc, first = probe(pki_dir, server.port, "--alpn", "h3", "--session-file", str(sess))
@@ -126,7 +96,7 @@ def test_resumption_and_0rtt_on_the_second_connection(
     assert rc == 0 and second["resumed"] is True and second["early_data"] is True, second
 
 
-def test_alpn_mismatch_is_eacces_via_the_peers_0x178(pki_dir: Path, server: Server) -> None:
+def test_alpn_mismatch_is_eacces_via_the_peers_0x178(pki_dir: Path, server: GtlsServer) -> None:
     """gtlsserver refuses our ALPN: it closes with 0x178 and we report alert 120, EACCES,
     at once (not at the deadline)."""
     rc, res = probe(pki_dir, server.port, "--alpn", "smb", "--timeout", "8")
@@ -139,7 +109,7 @@ def test_alpn_mismatch_is_eacces_via_the_peers_0x178(pki_dir: Path, server: Serv
 
 
 def test_untrusted_server_certificate_is_eacces(pki_dir: Path) -> None:
-    s = Server(pki_dir, "rogue")
+    s = gtls(pki_dir, "rogue")
     try:
         rc, res = probe(pki_dir, s.port, "--alpn", "h3")
     finally:
@@ -161,7 +131,7 @@ def test_silent_peer_times_out_with_etimedout(pki_dir: Path) -> None:
     assert took < 30
 
 
-def test_probe_leaves_no_fds_in_process(pki_dir: Path, server: Server) -> None:
+def test_probe_leaves_no_fds_in_process(pki_dir: Path, server: GtlsServer) -> None:
     """In-process: the driver and the userspace socket give every fd back."""
     import asyncio
 
