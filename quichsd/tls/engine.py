@@ -27,6 +27,7 @@ import ctypes as C
 import enum
 import functools
 import ipaddress
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -213,10 +214,24 @@ def verify_alert(status: int) -> int:
     return ALERT_BAD_CERTIFICATE
 
 
+@functools.lru_cache(maxsize=64)
+def _alpn_array(alpns: tuple[bytes, ...]) -> tuple[Any, tuple[L.OwnedDatum, ...]]:
+    """A ``gnutls_datum_t[]`` of ``alpns`` (and the buffers it points at), built once."""
+    bufs = tuple(L.OwnedDatum(a) for a in alpns)
+    return (L.datum_t * len(bufs))(*[b.datum for b in bufs]), bufs
+
+
+@functools.lru_cache(maxsize=16)
+def _group_name(group: int) -> str | None:
+    name = L.gnutls_group_get_name(group)
+    return name.decode() if name else None
+
+
 class Engine:
     """One TLS 1.3 handshake for QUIC. Not thread-safe: use from one thread at a time."""
 
     def __init__(self, cfg: EngineConfig) -> None:
+        self._session: int | None = None
         self.cfg = cfg
         self._events: deque[Event] = deque()
         self._error: HandshakeError | BaseException | None = None  # captured in a callback
@@ -225,6 +240,8 @@ class Engine:
         self._app_rx = False
         self._peer_tp: bytes | None = None
         self._alpn_sent = False
+        self._alpn: bytes | None = None  # selected ALPN, once known
+        self._cipher: Cipher | None = None  # negotiated suite, once known (fixed after SH)
         self._alert: int | None = None
         self._rx_bytes = 0
         #: the only level the peer may send at now: the newest read key (RFC 9001 §4.1.3)
@@ -236,7 +253,8 @@ class Engine:
         self._psk_server: PskServerCredentials | None = None
         s = L.session_t()
         L.check(L.gnutls_init(C.byref(s), self._init_flags()), "gnutls_init")
-        self._session: int | None = s.value
+        self._session = s.value
+        _LIVE[s.value] = weakref.ref(self)  # type: ignore[index]
         try:
             self._configure()
         except BaseException:
@@ -262,25 +280,19 @@ class Engine:
         L.check(L.gnutls_priority_set(s, prio), "set priority")
         self._set_credentials()
         if cfg.alpns:
-            bufs = [L.OwnedDatum(a) for a in cfg.alpns]
-            arr = (L.datum_t * len(bufs))(*[b.datum for b in bufs])
-            ret = L.gnutls_alpn_set_protocols(s, arr, len(bufs), L.GNUTLS_ALPN_MANDATORY)
+            arr, _bufs = _alpn_array(cfg.alpns)  # GnuTLS copies the protocols
+            ret = L.gnutls_alpn_set_protocols(s, arr, len(cfg.alpns), L.GNUTLS_ALPN_MANDATORY)
             L.check(ret, "set ALPN protocols")
-        self._cb_read = L.read_func_t(self._on_read)
-        self._cb_secret = L.secret_func_t(self._on_secret)
-        self._cb_alert = L.alert_read_func_t(self._on_alert)
-        self._cb_tp_recv = L.ext_recv_func_t(self._on_tp_recv)
-        self._cb_tp_send = L.ext_send_func_t(self._on_tp_send)
-        L.gnutls_handshake_set_read_function(s, self._cb_read)
-        L.gnutls_handshake_set_secret_function(s, self._cb_secret)
-        L.gnutls_alert_set_read_function(s, self._cb_alert)
+        L.gnutls_handshake_set_read_function(s, _CB_READ)
+        L.gnutls_handshake_set_secret_function(s, _CB_SECRET)
+        L.gnutls_alert_set_read_function(s, _CB_ALERT)
         ret = L.gnutls_session_ext_register(
             s,
             b"QUIC Transport Parameters",
             TP_EXTENSION,
             L.GNUTLS_EXT_TLS,
-            self._cb_tp_recv,
-            self._cb_tp_send,
+            _CB_TP_RECV,
+            _CB_TP_SEND,
             None,
             None,
             None,
@@ -288,8 +300,7 @@ class Engine:
         )
         L.check(ret, "register transport-parameters extension")
         if cfg.keylog is not None:
-            self._cb_keylog = L.keylog_func_t(self._on_keylog)
-            L.gnutls_session_set_keylog_function(s, self._cb_keylog)
+            L.gnutls_session_set_keylog_function(s, _CB_KEYLOG)
         if cfg.role is Role.CLIENT:
             self._configure_client()
         else:
@@ -309,7 +320,7 @@ class Engine:
             else:
                 if cfg.psk_lookup is None:
                     raise LocalError("PSK server needs a key lookup")
-                self._psk_server = PskServerCredentials(L.psk_server_func2_t(self._on_psk))
+                self._psk_server = PskServerCredentials(_CB_PSK)
                 L.check(
                     L.gnutls_credentials_set(s, L.GNUTLS_CRD_PSK, self._psk_server.handle),
                     "set PSK credentials",
@@ -353,8 +364,7 @@ class Engine:
                 L.gnutls_session_set_verify_cert(s, None, 0)
             elif cfg.cert_request is CertRequest.REQUEST and cfg.verify_peer:
                 # GnuTLS's own check fails when no certificate came: verify only one sent
-                self._cb_verify = L.verify_func_t(self._on_verify_optional)
-                L.gnutls_session_set_verify_function(s, self._cb_verify)
+                L.gnutls_session_set_verify_function(s, _CB_VERIFY_OPTIONAL)
         if cfg.ticket_key:
             key = L.OwnedDatum(cfg.ticket_key)
             try:
@@ -368,9 +378,8 @@ class Engine:
                     "set max_early_data_size",
                 )
                 cfg.anti_replay.enable(s)  # type: ignore[arg-type]
-        self._cb_hook = L.hook_func_t(self._on_client_hello)
         L.gnutls_handshake_set_hook_function(
-            s, L.GNUTLS_HANDSHAKE_CLIENT_HELLO, L.GNUTLS_HOOK_POST, self._cb_hook
+            s, L.GNUTLS_HANDSHAKE_CLIENT_HELLO, L.GNUTLS_HOOK_POST, _CB_CLIENT_HELLO
         )
 
     # -- callbacks (record only; never raise into C) ---------------------------------------
@@ -395,14 +404,12 @@ class Engine:
             if size > 48:
                 raise LocalError(f"secret of {size} bytes exceeds the kernel's 48")
             level = _FROM_GNUTLS_LEVEL[glevel]
-            gcipher = (
-                L.gnutls_early_cipher_get(s)
-                if glevel == L.GNUTLS_ENCRYPTION_LEVEL_EARLY
-                else L.gnutls_cipher_get(s)
-            )
-            cipher = _FROM_GNUTLS_CIPHER.get(gcipher)
-            if cipher is None:
-                raise LocalError(f"negotiated GnuTLS cipher {gcipher} has no kernel equivalent")
+            if glevel == L.GNUTLS_ENCRYPTION_LEVEL_EARLY:
+                cipher = _kernel_cipher(L.gnutls_early_cipher_get(s))
+            elif self._cipher is not None:
+                cipher = self._cipher
+            else:
+                cipher = self._cipher = _kernel_cipher(L.gnutls_cipher_get(s))
             if glevel == L.GNUTLS_ENCRYPTION_LEVEL_APPLICATION and rx:
                 self._check_transport_params()
             if tx:
@@ -506,7 +513,7 @@ class Engine:
     def _emit_alpn(self) -> None:
         if self._alpn_sent or not self.cfg.alpns:
             return
-        alpn = self.selected_alpn()
+        alpn = self._alpn = self.selected_alpn()
         if alpn is not None:
             self._alpn_sent = True
             self._events.append(AlpnSelected(alpn))
@@ -609,12 +616,11 @@ class Engine:
 
     def _completion(self) -> HandshakeComplete:
         s = self._session
-        cipher = _FROM_GNUTLS_CIPHER[L.gnutls_cipher_get(s)]
-        gname = L.gnutls_group_get_name(L.gnutls_group_get(s))
+        cipher = self._cipher or _kernel_cipher(L.gnutls_cipher_get(s))
         return HandshakeComplete(
             cipher=cipher,
-            group=gname.decode() if gname else None,
-            alpn=self.selected_alpn(),
+            group=_group_name(L.gnutls_group_get(s)),
+            alpn=self._alpn if self._alpn is not None else self.selected_alpn(),
             resumed=bool(L.gnutls_session_is_resumed(s)),
             early_data_accepted=bool(L.gnutls_session_get_flags(s) & L.GNUTLS_SFLAGS_EARLY_DATA),
             peer_certificates=self.peer_certificates(),
@@ -705,6 +711,7 @@ class Engine:
     def close(self) -> None:
         """Free the session and per-session credentials (idempotent)."""
         if self._session is not None:
+            _LIVE.pop(self._session, None)  # before the handle can be reused
             L.gnutls_deinit(self._session)
             self._session = None
         for c in (self._psk_client, self._psk_server):
@@ -721,3 +728,94 @@ class Engine:
 
     def __del__(self) -> None:
         self.close()
+
+
+def _kernel_cipher(gcipher: int) -> Cipher:
+    cipher = _FROM_GNUTLS_CIPHER.get(gcipher)
+    if cipher is None:
+        raise LocalError(f"negotiated GnuTLS cipher {gcipher} has no kernel equivalent")
+    return cipher
+
+
+# -- process-wide callbacks ----------------------------------------------------------------
+# One CFUNCTYPE object per callback for the whole process (never freed, so C can always
+# call it); each finds its Engine by the session handle GnuTLS passes. The table holds weak
+# references: an Engine dropped without close() is still freed (and deinits its session).
+# An Engine is registered from gnutls_init until gnutls_deinit, so a callback always finds
+# it; the lookup is inside the try anyway, as no exception may reach C (rule 6).
+
+_LIVE: dict[int, weakref.ReferenceType[Engine]] = {}
+
+
+def _cb_read(s: int, glevel: int, htype: int, data: int, size: int) -> int:
+    try:
+        return _LIVE[s]()._on_read(s, glevel, htype, data, size)  # type: ignore[union-attr]
+    except BaseException:
+        return L.GNUTLS_E_USER_ERROR
+
+
+def _cb_secret(s: int, glevel: int, rx: int | None, tx: int | None, size: int) -> int:
+    try:
+        return _LIVE[s]()._on_secret(s, glevel, rx, tx, size)  # type: ignore[union-attr]
+    except BaseException:
+        return L.GNUTLS_E_USER_ERROR
+
+
+def _cb_alert(s: int, glevel: int, alevel: int, desc: int) -> int:
+    try:
+        return _LIVE[s]()._on_alert(s, glevel, alevel, desc)  # type: ignore[union-attr]
+    except BaseException:
+        return L.GNUTLS_E_USER_ERROR
+
+
+def _cb_tp_recv(s: int, data: int, size: int) -> int:
+    try:
+        return _LIVE[s]()._on_tp_recv(s, data, size)  # type: ignore[union-attr]
+    except BaseException:
+        return L.GNUTLS_E_USER_ERROR
+
+
+def _cb_tp_send(s: int, buf: int) -> int:
+    try:
+        return _LIVE[s]()._on_tp_send(s, buf)  # type: ignore[union-attr]
+    except BaseException:
+        return L.GNUTLS_E_USER_ERROR
+
+
+def _cb_client_hello(s: int, htype: int, when: int, inc: int, msg: Any) -> int:
+    try:
+        return _LIVE[s]()._on_client_hello(s, htype, when, inc, msg)  # type: ignore[union-attr]
+    except BaseException:
+        return L.GNUTLS_E_USER_ERROR
+
+
+def _cb_verify_optional(s: int) -> int:
+    try:
+        return _LIVE[s]()._on_verify_optional(s)  # type: ignore[union-attr]
+    except BaseException:
+        return L.GNUTLS_E_USER_ERROR
+
+
+def _cb_psk(s: int, username: Any, key: Any) -> int:
+    try:
+        return _LIVE[s]()._on_psk(s, username, key)  # type: ignore[union-attr]
+    except BaseException:
+        return L.GNUTLS_E_USER_ERROR
+
+
+def _cb_keylog(s: int, label: bytes, secret: Any) -> int:
+    try:
+        return _LIVE[s]()._on_keylog(s, label, secret)  # type: ignore[union-attr]
+    except BaseException:
+        return L.GNUTLS_E_USER_ERROR
+
+
+_CB_READ = L.read_func_t(_cb_read)
+_CB_SECRET = L.secret_func_t(_cb_secret)
+_CB_ALERT = L.alert_read_func_t(_cb_alert)
+_CB_TP_RECV = L.ext_recv_func_t(_cb_tp_recv)
+_CB_TP_SEND = L.ext_send_func_t(_cb_tp_send)
+_CB_CLIENT_HELLO = L.hook_func_t(_cb_client_hello)
+_CB_VERIFY_OPTIONAL = L.verify_func_t(_cb_verify_optional)
+_CB_PSK = L.psk_server_func2_t(_cb_psk)
+_CB_KEYLOG = L.keylog_func_t(_cb_keylog)
