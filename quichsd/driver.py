@@ -73,7 +73,11 @@ from .uapi import CertRequest, Cipher, CryptoLevel
 log = logging.getLogger("quichsd.driver")
 
 RECV_BUFSIZE = 65536
-TICKET_POLL_INTERVAL = 0.1
+#: the ticket wait polls getsockopt(SESSION_TICKET) (the kernel raises no readiness for
+#: it): first after 5 ms, doubling to tlshd's 100 ms, so a ticket that follows the
+#: handshake within a round trip costs milliseconds, not a fixed 100 ms
+TICKET_POLL_FIRST = 0.005
+TICKET_POLL_MAX = 0.1
 T = TypeVar("T")
 
 
@@ -250,6 +254,17 @@ def _peer_close_error(sock: QuicSocket) -> HandshakeError:
     )
 
 
+#: sendmsg ancillary data per level, built once (the hot path passes these as they are)
+_CMSGS = {lvl: (handshake_cmsg(lvl),) for lvl in CryptoLevel}
+#: the usual recvmsg cmsg payload (one byte) -> level; anything else takes the full decode
+_LEVEL_BY_PAYLOAD = {uapi.pack_handshake_info(lvl): lvl for lvl in CryptoLevel}
+
+
+def _wake(fut: asyncio.Future[bool], readable: bool) -> None:
+    if not fut.done():
+        fut.set_result(readable)
+
+
 class _Run:
     """One handshake in progress (holds the state the loop shares)."""
 
@@ -264,7 +279,6 @@ class _Run:
         self.session_data: bytes | None = None
         self.app_secrets = 0
         self.phase = "reading socket settings"
-        self.ready = asyncio.Event()
         self.closed: HandshakeError | None = None
         self.fd = sock.fileno()
 
@@ -275,12 +289,17 @@ class _Run:
 
     # -- events -> socket ---------------------------------------------------------------------
     def act(self, events: list[Event]) -> None:
-        last_data = max((i for i, e in enumerate(events) if isinstance(e, CryptoData)), default=-1)
+        sock = self.sock
+        last_data = -1  # MSG_MORE on every CryptoData but the last
+        for i in range(len(events) - 1, -1, -1):
+            if type(events[i]) is CryptoData:
+                last_data = i
+                break
         for i, ev in enumerate(events):
             if isinstance(ev, CryptoData):
                 flags = socket.MSG_MORE if i < last_data else 0
                 try:
-                    self.sock.sendmsg([ev.data], [handshake_cmsg(ev.level)], flags)
+                    sock.sendmsg((ev.data,), _CMSGS[ev.level], flags)
                 except OSError as e:
                     if e.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
                         raise _peer_close_error(self.sock) from None
@@ -426,6 +445,7 @@ class _Run:
         assert self.engine is not None
         self.phase = "waiting for a session ticket"
         end = min(self.loop.time() + seconds, self.deadline)
+        delay = TICKET_POLL_FIRST
         while self.loop.time() < end:
             nst = _sockopt(
                 self.sock,
@@ -451,7 +471,8 @@ class _Run:
                             uapi.QUIC_TICKET_MAX_LEN,
                         )
                 return
-            await asyncio.sleep(TICKET_POLL_INTERVAL)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, TICKET_POLL_MAX)
         log.debug("no session ticket within %d s", seconds)
 
 
