@@ -348,9 +348,6 @@ class _Run:
         return self.phase
 
     # -- socket -> engine -----------------------------------------------------------------------
-    def _on_readable(self) -> None:
-        self.ready.set()
-
     def drain(self) -> list[tuple[CryptoLevel, bytes]]:
         """Everything readable now. A close (EOF, reset, close event) is recorded in
         ``self.closed`` and ends the batch: data read before it is still processed, so a
@@ -373,10 +370,16 @@ class _Run:
             if flags & uapi.MSG_QUIC_NOTIFICATION:
                 self.closed = _peer_close_error(self.sock)
                 return out
-            try:
-                level = find_handshake_level(anc)
-            except ValueError as e:
-                raise ProtocolViolation(f"bad QUIC_HANDSHAKE_INFO cmsg: {e}") from None
+            level = None
+            if len(anc) == 1:  # the usual case: one handshake-info cmsg of one byte
+                clevel, ctype, payload = anc[0]
+                if clevel == uapi.SOL_QUIC and ctype == uapi.QUIC_HANDSHAKE_INFO:
+                    level = _LEVEL_BY_PAYLOAD.get(payload)
+            if level is None:
+                try:
+                    level = find_handshake_level(anc)
+                except ValueError as e:
+                    raise ProtocolViolation(f"bad QUIC_HANDSHAKE_INFO cmsg: {e}") from None
             if level is None:
                 if not data:
                     self.closed = _peer_close_error(self.sock)
@@ -393,16 +396,18 @@ class _Run:
         remaining = self.deadline - self.loop.time()
         if remaining <= 0:
             raise HandshakeTimeout(f"deadline of {self.req.timeout:g} s passed while {self.phase}")
-        self.ready.clear()
-        self.loop.add_reader(self.fd, self._on_readable)
+        # a bare future woken by the reader or the deadline timer (no Task per wait)
+        loop = self.loop
+        fut: asyncio.Future[bool] = loop.create_future()
+        loop.add_reader(self.fd, _wake, fut, True)
+        timer = loop.call_at(self.deadline, _wake, fut, False)
         try:
-            await asyncio.wait_for(self.ready.wait(), remaining)
-        except TimeoutError:
-            raise HandshakeTimeout(
-                f"deadline of {self.req.timeout:g} s passed while {self.phase}"
-            ) from None
+            readable = await fut
         finally:
-            self.loop.remove_reader(self.fd)
+            loop.remove_reader(self.fd)
+            timer.cancel()
+        if not readable:
+            raise HandshakeTimeout(f"deadline of {self.req.timeout:g} s passed while {self.phase}")
 
     def finished(self) -> bool:
         return self.info is not None and self.app_secrets >= 2
@@ -417,6 +422,7 @@ class _Run:
         except GnuTLSError as e:
             raise LocalError(f"cannot set up the TLS session: {e}") from e
         engine = self.engine
+        executor = self.req.executor
         await self._call(engine.start)
         client = cfg.role is Role.CLIENT
         self.phase = "waiting for ServerHello" if client else "waiting for ClientHello"
@@ -425,7 +431,10 @@ class _Run:
             batch = self.drain()
             try:
                 for level, data in batch:
-                    await self._call(engine.receive, level, data)
+                    if executor is None:
+                        engine.receive(level, data)
+                    else:
+                        await self.loop.run_in_executor(executor, engine.receive, level, data)
                     self.act(engine.events())
             except SocketError:
                 if self.closed is not None:  # the socket refused because the peer left
