@@ -151,18 +151,26 @@ class HandshakeService:
 
     async def handle(self, request: AcceptRequest, sock: socket.socket) -> HandshakeOutcome:
         """The netlink agent's handler: one handshake on an accepted QUIC socket."""
+        return (await self.handle_detailed(request, sock))[0]
+
+    async def handle_detailed(
+        self, request: AcceptRequest, sock: socket.socket, qsock: QuicSocket | None = None
+    ) -> tuple[HandshakeOutcome, HandshakeResult | None]:
+        """:meth:`handle` plus the driver's result (None if it did not run). With ``qsock``
+        the driver runs on it instead (the unix service's socket-ops; ``sock`` is then the
+        client's unix connection)."""
         snap = self.snapshot
         try:
             if self.keyrings is not None:
                 with self.keyrings.request_keyring(request.keyring):
-                    return await self._handle(snap, request, sock)
-            return await self._handle(snap, request, sock)
+                    return await self._handle(snap, request, sock, qsock)
+            return await self._handle(snap, request, sock, qsock)
         except HandshakeError as e:
-            return HandshakeOutcome(e.status, (), e.reason)
+            return HandshakeOutcome(e.status, (), e.reason), None
 
     async def _handle(
-        self, snap: Snapshot, request: AcceptRequest, sock: socket.socket
-    ) -> HandshakeOutcome:
+        self, snap: Snapshot, request: AcceptRequest, sock: socket.socket, qsock: QuicSocket | None
+    ) -> tuple[HandshakeOutcome, HandshakeResult | None]:
         sock.setblocking(False)
         if request.message_type is uapi.MsgType.CLIENTHELLO:
             role = Role.CLIENT
@@ -189,20 +197,22 @@ class HandshakeService:
                 req = self._x509(req, snap, request, sock, x509)
             else:
                 raise InvalidRequest(f"unknown auth mode {int(request.auth_mode)}")
-            if self.socket_adapter is None:
+            if qsock is not None:
+                result = await run_handshake(qsock, req)
+            elif self.socket_adapter is None:
                 result = await run_handshake(sock, req)
             else:
-                qsock = await self.socket_adapter(sock)
+                adapted = await self.socket_adapter(sock)
                 try:
-                    result = await run_handshake(qsock, req)
+                    result = await run_handshake(adapted, req)
                 finally:
-                    qsock.close()
+                    adapted.close()
         finally:
             if owned is not None:
                 owned.close()
         if result.error is not None:
-            return HandshakeOutcome(result.status, (), result.error.reason)
-        return HandshakeOutcome(0, tuple(psk_serials), describe(result))
+            return HandshakeOutcome(result.status, (), result.error.reason), result
+        return HandshakeOutcome(0, tuple(psk_serials), describe(result)), result
 
     # -- auth modes -------------------------------------------------------------------------
     def _psk(
