@@ -40,6 +40,8 @@ from .gnutls import _lib as gnutls
 from .netlink import HandshakeAgent, HandshakeFamilyUnavailable
 from .netlink.pyroute import PyrouteTransport
 from .service import HandshakeService
+from .unix.listen import ListenError
+from .unix.server import UnixService
 
 log = logging.getLogger("quichsd")
 
@@ -53,6 +55,7 @@ class Daemon:
         self.stderr = stderr
         self.stopping = asyncio.Event()
         self.agent: HandshakeAgent | None = None
+        self.unix: UnixService | None = None
         self.keyrings = SessionKeyrings()
         # executor None: GnuTLS steps run inline on the loop (see the module docstring)
         self.service = HandshakeService(
@@ -67,6 +70,8 @@ class Daemon:
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         self.keyrings.link_session_keyrings(self.settings.keyrings)
         status = await self.start_agent()
+        if self.settings.unix_socket.enabled:
+            status += "; " + await self.start_unix()
         log.info("quichsd %s (GnuTLS %s) running: %s", __version__, gnutls.version(), status)
         sdnotify.notify(f"READY=1\nSTATUS={status}")
         wd_interval = sdnotify.watchdog_interval()
@@ -78,6 +83,8 @@ class Daemon:
             sdnotify.notify("STOPPING=1")
             if wd is not None:
                 wd.cancel()
+            if self.unix is not None:
+                await self.unix.stop(timeout=STOP_GRACE)
             if self.agent is not None:
                 await self.agent.stop(timeout=STOP_GRACE)
         return 0
@@ -95,6 +102,16 @@ class Daemon:
             return "kernel handshake family not available"
         self.agent = agent
         return "serving kernel handshake requests (netlink family handshake, group tlshd)"
+
+    async def start_unix(self) -> str:
+        unix = UnixService(self.service)
+        try:
+            status = await unix.start()
+        except ListenError as e:
+            log.error("unix service not started: %s", e)
+            return f"unix service not started ({e})"
+        self.unix = unix
+        return status
 
     def reload(self) -> None:
         """SIGHUP: new config and credentials, or keep the old ones and say why."""

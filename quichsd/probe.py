@@ -182,6 +182,8 @@ async def serve(args: argparse.Namespace) -> int:
     from .userspace.server import UserspaceQuicServer
 
     alpns = parse_alpns(args.alpn)
+    if not (args.cert and args.key):
+        raise UsageError("serve needs --cert and --key (or --via PATH: the daemon's)")
     cc = certificate_credentials(args.cafile, args.cert, args.key)
     psk: dict[str, bytes] = {}
     if args.psk_file:
@@ -253,8 +255,8 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="accept QUIC handshakes")
     s.add_argument("port", type=int)
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--cert", required=True)
-    s.add_argument("--key", required=True)
+    s.add_argument("--cert", help="server certificate chain (PEM); required without --via")
+    s.add_argument("--key", help="server private key (PEM); required without --via")
     s.add_argument("--alpn", required=True)
     s.add_argument("--require-client-cert", action="store_true")
     s.add_argument("--cafile", help="PEM trust anchors for client certificates")
@@ -265,16 +267,20 @@ def parser() -> argparse.ArgumentParser:
     for sp in (c, s):
         sp.add_argument("--ciphers", help="comma-separated: " + ", ".join(_CIPHERS))
         sp.add_argument("--groups", help="comma-separated GnuTLS group names, e.g. X25519")
-        sp.add_argument("--via", metavar="PATH", help="use the daemon's unix socket (not yet)")
+        sp.add_argument(
+            "--via", metavar="PATH", help="TLS in the daemon behind this unix socket (its creds)"
+        )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.via:
-        sys.stderr.write("quichsd-probe: --via needs the daemon's unix service, not built yet\n")
-        return 2
     try:
+        if args.via:
+            from .unix import probe_via
+
+            via = probe_via.connect(args) if args.cmd == "connect" else probe_via.serve(args)
+            return asyncio.run(via)
         return asyncio.run(connect(args) if args.cmd == "connect" else serve(args))
     except UsageError as e:
         sys.stderr.write(f"quichsd-probe: {e}\n")

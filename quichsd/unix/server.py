@@ -1,0 +1,242 @@
+"""The unix service: one connection = one request (HANDSHAKE or START) = one reply.
+
+Per connection: SO_PEERCRED against ``unix_socket.allowed_uids``/``allowed_gids`` (read
+from the service's current config snapshot, so SIGHUP applies to new connections); the
+first record within :data:`REQUEST_TIMEOUT`; the handshake within its own deadline plus
+:data:`GRACE`; then exactly one RESULT, or one ERROR for refused or malformed input, and
+the connection is closed. Every fd received is closed on every path. Handshakes in flight
+are capped by ``handshake.max_in_flight``; beyond it a connection gets ERROR EAGAIN.
+Each request ends with one completion line on logger ``quichsd.unix``::
+
+    unix handshake for pid 4242 uid 0 (CLIENTHELLO, X509, socket-ops) done: status 0 OK
+    (TLS_AES_128_GCM_SHA256, X25519, alpn h3, 14 ms)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import socket
+import time
+
+from .. import uapi
+from ..driver import HandshakeResult
+from ..netlink import AcceptRequest, HandshakeOutcome
+from ..netlink.agent import status_text
+from ..service import HandshakeService
+from . import codec, listen, wire
+from .remote import RemoteQuicSocket
+
+log = logging.getLogger("quichsd.unix")
+
+REQUEST_TIMEOUT = 5.0
+GRACE = 5.0
+
+
+def result_message(outcome: HandshakeOutcome, result: HandshakeResult | None) -> codec.Result:
+    if result is None:
+        return codec.Result(outcome.status, error=outcome.reason)
+    info = result.info
+    return codec.Result(
+        status=outcome.status,
+        alpn=result.alpn,
+        cipher=int(info.cipher) if info else None,
+        group=info.group if info else None,
+        resumed=bool(info and info.resumed),
+        early_data=bool(info and info.early_data_accepted),
+        error=result.error.reason if result.error else None,
+        elapsed_us=int(result.elapsed * 1e6),
+    )
+
+
+class UnixService:
+    def __init__(self, service: HandshakeService) -> None:
+        self.service = service
+        self.listener: socket.socket | None = None
+        self.path: str | None = None  # set when we bound it (and so unlink it)
+        self._accept: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> str:
+        """Listen (systemd's socket, or ``unix_socket.path``); raises ListenError."""
+        sock = listen.from_systemd()
+        where = "socket from systemd"
+        if sock is None:
+            self.path = self.service.snapshot.settings.unix_socket.path
+            sock = listen.bind(self.path)
+            where = self.path
+        self.listener = sock
+        self._accept = asyncio.create_task(self._accept_loop())
+        return f"unix service on {where}"
+
+    async def stop(self, timeout: float) -> None:
+        """Stop accepting; give connections in flight ``timeout`` s, then cancel them."""
+        if self._accept is not None:
+            self._accept.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._accept
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+        if self.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+        if self._tasks:
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    async def _accept_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self.listener is not None
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(self.listener)
+            except OSError as e:  # EMFILE etc.: keep serving, do not spin
+                log.warning("unix: accept failed: %s", e)
+                await asyncio.sleep(0.1)
+                continue
+            conn.setblocking(False)
+            task = asyncio.create_task(self._serve(conn))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, conn: socket.socket) -> None:
+        try:
+            await self._connection(conn)
+        except Exception:
+            log.exception("unix: connection handler failed")
+        finally:
+            conn.close()
+
+    def _reply(self, conn: socket.socket, msg: codec.Message, who: object) -> None:
+        try:
+            wire.send_record(conn, codec.encode(msg))
+        except OSError as e:
+            log.info("unix: reply to %s not delivered: %s", who, e.strerror or e)
+
+    def _refuse(self, conn: socket.socket, who: object, status: int, text: str) -> None:
+        log.warning("unix: %s: %s", who, text)
+        self._reply(conn, codec.Error(status, text), who)
+
+    async def _connection(self, conn: socket.socket) -> None:
+        cred = wire.peer_credentials(conn)
+        us = self.service.snapshot.settings.unix_socket
+        if cred.uid not in us.allowed_uids and cred.gid not in us.allowed_gids:
+            text = "uid/gid not in unix_socket.allowed_uids/allowed_gids"
+            return self._refuse(conn, cred, errno.EACCES, f"refused: {text}")
+        try:
+            rec = await wire.read_record(conn, 1, REQUEST_TIMEOUT)
+        except TimeoutError:
+            return self._refuse(conn, cred, errno.ETIMEDOUT, "no request within 5 s")
+        except OSError as e:
+            log.info("unix: %s: receive failed: %s", cred, e.strerror or e)
+            return
+        try:
+            await self._request(conn, cred, rec)
+        finally:
+            rec.close_fds()
+
+    async def _request(self, conn: socket.socket, cred: wire.PeerCred, rec: wire.Record) -> None:
+        if rec.eof:
+            log.info("unix: %s closed without a request", cred)
+            return
+        if rec.ctrunc or len(rec.fds) > 1:
+            n = f"{len(rec.fds)}+" if rec.ctrunc else str(len(rec.fds))
+            text = f"{n} file descriptors sent; HANDSHAKE takes exactly one"
+            return self._refuse(conn, cred, errno.ETOOMANYREFS, text)
+        if rec.oversized:
+            text = f"message exceeds {codec.MAX_MESSAGE} bytes"
+            return self._refuse(conn, cred, errno.EMSGSIZE, text)
+        try:
+            msg = codec.decode(rec.data)
+        except codec.CodecError as e:
+            return self._refuse(conn, cred, e.status, f"malformed request: {e}")
+        if not isinstance(msg, codec.Request):
+            text = f"expected HANDSHAKE or START, got {type(msg).__name__.upper()}"
+            return self._refuse(conn, cred, errno.EPROTO, text)
+        handoff = msg.settings is None
+        if handoff != bool(rec.fds):
+            text = "HANDSHAKE needs one fd in SCM_RIGHTS; START takes none"
+            return self._refuse(conn, cred, errno.EBADMSG, text)
+        limit = self.service.snapshot.settings.handshake.max_in_flight
+        if len(self._tasks) > limit:
+            text = f"{limit} handshakes in flight; try again"
+            return self._refuse(conn, cred, errno.EAGAIN, text)
+        accept = AcceptRequest(
+            sockfd=rec.fds[0] if rec.fds else conn.fileno(),
+            message_type=msg.role,
+            auth_mode=msg.auth,
+            timeout_ms=msg.timeout_ms,
+            peer_identities=msg.psk_serials,
+            cert_serial=msg.cert_serial,
+            privkey_serial=msg.privkey_serial,
+            peername=msg.peer_name,
+        )
+        start = time.monotonic()
+        limit_s = self.service.timeout(accept) + GRACE
+        remote: RemoteQuicSocket | None = None
+        try:
+            async with asyncio.timeout(limit_s):
+                if handoff:
+                    reply = await self._handoff(accept, rec)
+                else:
+                    remote = RemoteQuicSocket(conn, msg)
+                    outcome, res = await self.service.handle_detailed(accept, conn, remote)
+                    reply = result_message(outcome, res)
+        except TimeoutError:
+            reply = codec.Result(errno.ETIMEDOUT, error=f"no result within {limit_s:g} s")
+        except asyncio.CancelledError:  # daemon stopping: still answer, then end
+            self._reply(conn, codec.Result(errno.ETIMEDOUT, error="daemon stopping"), cred)
+            log.info(
+                "unix handshake for %s done: status %s (daemon stopping)",
+                cred,
+                status_text(errno.ETIMEDOUT),
+            )
+            raise
+        if remote is not None and remote.protocol_error is not None:
+            perr = remote.protocol_error
+            self._refuse(conn, cred, perr.status, f"malformed socket-ops record: {perr}")
+            reply = codec.Result(perr.status, error=str(perr))
+        elif remote is None or not remote.gone:
+            self._reply(conn, reply, cred)
+        what = f"{msg.role.name}, {msg.auth.name}, {'fd handoff' if handoff else 'socket-ops'}"
+        note = reply.error if reply.status else _describe(reply, start)
+        line = f"unix handshake for {cred} ({what}) done: status {status_text(reply.status)}"
+        log.info("%s%s", line, f" ({note})" if note else "")
+
+    async def _handoff(self, accept: AcceptRequest, rec: wire.Record) -> codec.Result:
+        fd = rec.fds.pop()
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError as e:
+            os.close(fd)
+            return codec.Result(errno.EOPNOTSUPP, error=f"fd is not a socket ({e.strerror})")
+        with sock:
+            proto = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL)
+            if proto != uapi.IPPROTO_QUIC:
+                text = f"socket protocol {proto} is not QUIC ({uapi.IPPROTO_QUIC})"
+                return codec.Result(errno.EOPNOTSUPP, error=text)
+            outcome, res = await self.service.handle_detailed(accept, sock)
+            return result_message(outcome, res)
+
+
+def _describe(r: codec.Result, start: float) -> str:
+    parts = []
+    if r.cipher is not None and r.cipher in set(uapi.Cipher):
+        parts.append(uapi.CIPHER_SUITE_NAME[uapi.Cipher(r.cipher)])
+    if r.group:
+        parts.append(r.group)
+    if r.alpn:
+        parts.append("alpn " + r.alpn.decode(errors="replace"))
+    if r.resumed:
+        parts.append("resumed")
+    if r.early_data:
+        parts.append("0-RTT")
+    parts.append(f"{(time.monotonic() - start) * 1000:.0f} ms")
+    return ", ".join(parts)
