@@ -112,6 +112,7 @@ class UnixService:
         except Exception:
             log.exception("unix: connection handler failed")
         finally:
+            _drain(conn)
             conn.close()
 
     def _reply(self, conn: socket.socket, msg: codec.Message, who: object) -> None:
@@ -224,6 +225,19 @@ class UnixService:
                 return codec.Result(errno.EOPNOTSUPP, error=text)
             outcome, res = await self.service.handle_detailed(accept, sock)
             return result_message(outcome, res)
+
+
+def _drain(conn: socket.socket, limit: int = 64) -> None:
+    """Discard unread records (closing their fds): closing with unread data would make
+    the client's next read ECONNRESET instead of EOF after our reply."""
+    for _ in range(limit):
+        try:
+            rec = wire.recv_record(conn, 1)
+        except OSError:
+            return
+        rec.close_fds()
+        if rec.eof:
+            return
 
 
 def _describe(r: codec.Result, start: float) -> str:
