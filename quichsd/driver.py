@@ -258,6 +258,9 @@ def _peer_close_error(sock: QuicSocket) -> HandshakeError:
 _CMSGS = {lvl: (handshake_cmsg(lvl),) for lvl in CryptoLevel}
 #: the usual recvmsg cmsg payload (one byte) -> level; anything else takes the full decode
 _LEVEL_BY_PAYLOAD = {uapi.pack_handshake_info(lvl): lvl for lvl in CryptoLevel}
+#: plain ints: ``int & socket.MSG_*`` (an IntFlag) would build an enum member per test
+_MSG_MORE = int(socket.MSG_MORE)
+_MSG_CTRUNC = int(socket.MSG_CTRUNC)
 
 
 def _wake(fut: asyncio.Future[bool], readable: bool) -> None:
@@ -297,7 +300,7 @@ class _Run:
                 break
         for i, ev in enumerate(events):
             if isinstance(ev, CryptoData):
-                flags = socket.MSG_MORE if i < last_data else 0
+                flags = _MSG_MORE if i < last_data else 0
                 try:
                     sock.sendmsg((ev.data,), _CMSGS[ev.level], flags)
                 except OSError as e:
@@ -365,7 +368,7 @@ class _Run:
                     self.closed = _peer_close_error(self.sock)
                     return out
                 raise SocketError(f"recvmsg failed: {e.strerror}", e.errno or errno.EIO) from None
-            if flags & socket.MSG_CTRUNC:
+            if flags & _MSG_CTRUNC:
                 raise BadMessage("recvmsg control data truncated (MSG_CTRUNC)")
             if flags & uapi.MSG_QUIC_NOTIFICATION:
                 self.closed = _peer_close_error(self.sock)
