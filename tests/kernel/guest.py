@@ -87,6 +87,8 @@ SCENARIOS = (
     "daemon_restart",
     "timeout_honoured",
     "kernel_quic_sample",
+    "kernel_quic_psk",
+    "kernel_quic_resumption",
 )
 
 # --------------------------------------------------------------------------- genl (stdlib)
@@ -802,114 +804,282 @@ def sc_timeout_honoured(s: Scenario) -> None:
     s.no_handshake_fds(d, "after DONE")
 
 
-def sc_kernel_quic_sample(s: Scenario) -> None:
-    if not s.ctx.quic_modules:
-        raise Skip("QUICHSD_QUIC_MODULES not set (no QUIC module in CI)")
-    k = s.ctx.kmsg
-    load_quic(s)
-    pki = use_pki_config(s)
+PKI_DIR = Path("/run/quichsd-vm-pki")  # guest tmpfs: root-owned, mode 0600 keys
+#: a second, unrelated CA + server.test certificate that the daemon does not trust
+ROGUE_PKI_DIR = Path("/run/quichsd-vm-pki-rogue")
+
+
+def start_peer(s: Scenario, args: list[str]) -> tuple[subprocess.Popen[str], list[str]]:
+    """Run quic_peer.py in the background; its output lines are collected in the list."""
     peer = Path(__file__).with_name("quic_peer.py")
     s.require("userspace QUIC peer script exists", peer.exists(), peer)
-    d = s.start_daemon()
-    # 1. kernel client (x509, peername server.test, ALPN sample) -> userspace server
-    idx = k.mark("quic sample: kernel client -> userspace server")
-    srv = subprocess.Popen(
-        [sys.executable, str(peer), "server", "--port", "1234", "--pki", str(pki)],
+    proc = subprocess.Popen(
+        [sys.executable, str(peer), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    srv_lines: list[str] = []
+    lines: list[str] = []
 
     def pump() -> None:
-        assert srv.stdout is not None
-        srv_lines.extend(iter(srv.stdout.readline, ""))
+        assert proc.stdout is not None
+        lines.extend(iter(proc.stdout.readline, ""))
 
-    pt = threading.Thread(target=pump, daemon=True)
-    pt.start()
-    listening = wait_until(lambda: any("listening on" in x for x in srv_lines), 60)
-    s.require("userspace server is listening", listening, "".join(srv_lines)[-2000:])
-    p = insmod_sample(s, ["role=client", "port=1234", "alpn=sample"], timeout=60)
+    threading.Thread(target=pump, daemon=True).start()
+    return proc, lines
+
+
+def finish_peer(proc: subprocess.Popen[str], lines: list[str], timeout: float) -> str:
     try:
-        srv.wait(30)
+        proc.wait(timeout)
     except subprocess.TimeoutExpired:
-        srv.kill()
-        srv.wait(10)
-    pt.join(5)
-    srv_out = "".join(srv_lines)
-    lines = k.since(idx)
-    s.check("kernel client: insmod succeeded", p.returncode == 0, (p.stdout + p.stderr).strip())
-    s.check(
-        "kernel client logged 'quic_test: handshake completed'",
-        any("quic_test: handshake completed" in x for x in lines),
-    )
-    s.check(
-        "kernel client received the server's stream message",
-        any("quic_test: recv 'hello quic client!'" in x for x in lines),
-    )
-    s.check(
-        "userspace server (handshake by quichsd's driver) got the client's message",
-        "handshake completed" in srv_out and "recv 'hello quic server!'" in srv_out,
-        srv_out[-2000:],
-    )
-    s.daemon_log_has(d, ("(CLIENTHELLO, X509) done: status 0 ",), count=1)
+        proc.kill()
+        proc.wait(10)
+    wait_until(lambda: proc.stdout is None or proc.stdout.closed or bool(lines), 2)
+    time.sleep(0.2)  # let the pump thread take the last lines
+    return "".join(lines)
+
+
+def kernel_vs_peer(
+    s: Scenario,
+    title: str,
+    kparams: list[str],
+    peer_args: list[str],
+    kernel_lines: list[str],
+    peer_lines: list[str],
+) -> None:
+    """One run of quic_sample_test (``kparams``) against quic_peer.py (``peer_args``).
+
+    A kernel client needs the peer server listening first; a kernel server is loaded
+    first (insmod blocks in accept) and the peer client connects to it.  Checks: insmod
+    returned 0, every ``kernel_lines`` text was logged by the sample in this order (as
+    ``quic_test: <text>``), every ``peer_lines`` text is in the peer's output.
+    """
+    k = s.ctx.kmsg
+    idx = k.mark(f"quic: {title}")
+    pki = str(make_pki(s))
+    kernel_server = "role=server" in kparams
+    t = time.monotonic()
+    if not kernel_server:
+        proc, out = start_peer(s, ["server", *peer_args, "--pki", pki])
+        listening = wait_until(lambda: any("listening on" in x for x in out), 60)
+        s.require(f"{title}: userspace server is listening", listening, "".join(out)[-2000:])
+        p = insmod_sample(s, kparams, timeout=90)
+        peer_out = finish_peer(proc, out, 30)
+    else:
+        ins: list[subprocess.CompletedProcess[str]] = []
+        th = threading.Thread(target=lambda: ins.append(insmod_sample(s, kparams, timeout=90)))
+        th.start()
+        # the sample's 5 s cancel starts only once its listener accepted the connection
+        wait_until(lambda: any("quic_test: init" in x for x in k.since(idx)), 10)
+        time.sleep(0.5)
+        proc, out = start_peer(s, ["client", *peer_args, "--pki", pki])
+        peer_out = finish_peer(proc, out, 90)
+        th.join(100)
+        p = ins[0] if ins else subprocess.CompletedProcess(["insmod"], -1, "", "no result")
+    secs = time.monotonic() - t
     run("rmmod quic_sample_test", check=False)
-    # 2. userspace client -> kernel server (x509)
-    idx = k.mark("quic sample: userspace client -> kernel server")
-    ins: list[subprocess.CompletedProcess[str]] = []
-    th = threading.Thread(
-        target=lambda: ins.append(
-            insmod_sample(s, ["role=server", "port=1235", "alpn=sample"], timeout=90)
-        )
-    )
-    th.start()
-    time.sleep(2)
-    cli = subprocess.run(
-        [sys.executable, str(peer), "client", "--port", "1235", "--pki", str(pki)],
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    th.join(100)
-    lines = k.since(idx)
+    lines = [x.split("] ", 1)[-1] for x in k.since(idx)]
     s.check(
-        "kernel server: insmod succeeded",
-        bool(ins) and ins[0].returncode == 0,
-        (ins[0].stdout + ins[0].stderr).strip() if ins else "no result",
+        f"{title}: insmod {' '.join(kparams)} returned 0",
+        p.returncode == 0,
+        f"rc={p.returncode} after {secs:.1f}s {(p.stdout + p.stderr).strip()}",
     )
-    s.check(
-        "kernel server logged 'quic_test: handshake completed'",
-        any("quic_test: handshake completed" in x for x in lines),
+    sample = [x for x in lines if x.startswith("quic_test: ")]
+    pos = 0
+    for want in kernel_lines:
+        hit = next((i for i in range(pos, len(sample)) if sample[i] == f"quic_test: {want}"), -1)
+        s.check(f"{title}: kernel sample logged 'quic_test: {want}'", hit >= 0, sample)
+        pos = hit + 1 if hit >= 0 else pos
+    for want in peer_lines:
+        s.check(f"{title}: userspace peer printed {want!r}", want in peer_out, peer_out[-2000:])
+
+
+SAMPLE_CLIENT_LINES = [
+    "handshake completed",
+    "send 'hello quic server!' on stream 2",
+    "recv 'hello quic client!' on stream 1",
+]
+SAMPLE_SERVER_LINES = [
+    "handshake completed",
+    "recv 'hello quic server!' on stream 2",
+    "send 'hello quic client!' on stream 1",
+]
+PEER_SERVER_LINES = ["recv 'hello quic server!' on stream 2", "send 'hello quic client!'"]
+PEER_CLIENT_LINES = ["send 'hello quic server!'", "recv 'hello quic client!' on stream 1"]
+
+
+def quic_setup(s: Scenario, keyrings: tuple[str, ...] = ()) -> Daemon:
+    if not s.ctx.quic_modules:
+        raise Skip("QUICHSD_QUIC_MODULES not set (no QUIC module in CI)")
+    load_quic(s)
+    use_pki_config(s, keyrings)
+    return s.start_daemon()
+
+
+def sc_kernel_quic_sample(s: Scenario) -> None:
+    d = quic_setup(s)
+    kernel_vs_peer(
+        s,
+        "kernel client (x509, server.test, alpn sample) -> userspace server",
+        ["role=client", "port=1234", "alpn=sample"],
+        ["--port", "1234"],
+        SAMPLE_CLIENT_LINES,
+        ["handshake completed", *PEER_SERVER_LINES],
     )
-    s.check(
-        "kernel server received the client's stream message",
-        any("quic_test: recv 'hello quic server!'" in x for x in lines),
+    s.daemon_log_has(d, ("(CLIENTHELLO, X509) done: status 0 ", "alpn sample"), count=1)
+    kernel_vs_peer(
+        s,
+        "userspace client -> kernel server (x509)",
+        ["role=server", "port=1235", "alpn=sample"],
+        ["--port", "1235"],
+        SAMPLE_SERVER_LINES,
+        ["handshake completed", *PEER_CLIENT_LINES],
     )
-    s.check(
-        "userspace client got the server's message",
-        "recv 'hello quic client!'" in cli.stdout,
-        (cli.stdout + cli.stderr)[-2000:],
-    )
-    s.daemon_log_has(d, ("(SERVERHELLO, X509) done: status 0 ",), count=1)
-    run("rmmod quic_sample_test", check=False)
+    s.daemon_log_has(d, ("(SERVERHELLO, X509) done: status 0 ", "alpn sample"), count=1)
+    untrusted_server_cert(s, d)
     s.no_handshake_fds(d, "after DONE")
 
 
-PKI_DIR = Path("/run/quichsd-vm-pki")  # guest tmpfs: root-owned, mode 0600 keys
+def untrusted_server_cert(s: Scenario, d: Daemon) -> None:
+    """Kernel client -> userspace server whose certificate comes from an unknown CA: the
+    daemon refuses it (DONE EACCES) and closes with the alert's reason text."""
+    k = s.ctx.kmsg
+    title = "kernel client -> userspace server with an untrusted certificate"
+    idx = k.mark(f"quic: {title}")
+    rogue = str(make_pki(s, ROGUE_PKI_DIR))
+    proc, out = start_peer(s, ["server", "--port", "1240", "--pki", rogue, "--timeout", "8"])
+    listening = wait_until(lambda: any("listening on" in x for x in out), 60)
+    s.require(f"{title}: userspace server is listening", listening, "".join(out)[-2000:])
+    p = insmod_sample(s, ["role=client", "port=1240", "alpn=sample"], timeout=60)
+    peer_out = finish_peer(proc, out, 30)
+    run("rmmod quic_sample_test", check=False)
+    msg = (p.stdout + p.stderr).strip()
+    s.check(
+        f"{title}: insmod failed with EACCES (the daemon's DONE 13)",
+        p.returncode != 0 and "permission denied" in msg.lower(),
+        f"rc={p.returncode}: {msg}",
+    )
+    s.check(
+        f"{title}: no 'handshake completed' from the sample",
+        not any("quic_test: handshake completed" in x for x in k.since(idx)),
+    )
+    s.daemon_log_has(d, ("(CLIENTHELLO, X509) done: status 13 ",), count=1)
+    # lxin/quic sends APPLICATION_ERROR whatever code the agent set, but the reason text
+    # quichsd set with QUIC_SOCKOPT_CONNECTION_CLOSE reaches the peer
+    s.check(
+        f"{title}: the userspace server's handshake failed with the daemon's alert reason",
+        "handshake failed" in peer_out and "TLS alert" in peer_out,
+        peer_out[-2000:],
+    )
 
 
-def make_pki(s: Scenario) -> Path:
-    """A test CA and a ``server.test`` certificate (openssl CLI), once per boot."""
-    if (PKI_DIR / "server.pem").exists():
-        return PKI_DIR
-    PKI_DIR.mkdir(mode=0o700, exist_ok=True)
-    ext = PKI_DIR / "server.ext"
+#: lxin/quic's own test PSKs (tests/keys/ca_cert_pkey_psk.sh)
+TEST_PSKS = {
+    "test1": "b8d3a37be2c9a08eaf25cf6abe602ecc94417f8ba6211a58b8d0a3fb0d2e3a90",
+    "test2": "b8d3a37be2c9a08eaf25cf6abe602ecc94417f8ba6211a58b8d0a3fb0d2e3a91",
+}
+PSK_KEYRING = "quichsd-psk"
+
+
+def make_psk_keyring(s: Scenario) -> dict[str, int]:
+    """Keyring ``quichsd-psk`` (linked into root's user keyring) with ``user`` keys
+    test1/test2; returns identity -> key serial."""
+    p = run(f"keyctl newring {PSK_KEYRING} @u", check=False)
+    s.require("PSK keyring created", p.returncode == 0, (p.stdout + p.stderr).strip())
+    ring = p.stdout.strip()
+    run(f"keyctl setperm {ring} 0x3f1f1f1f")
+    serials: dict[str, int] = {}
+    for ident, hexkey in TEST_PSKS.items():
+        q = subprocess.run(
+            ["keyctl", "padd", "user", ident, ring],
+            input=bytes.fromhex(hexkey),
+            capture_output=True,
+            timeout=30,
+        )
+        s.require(f"PSK key {ident} added", q.returncode == 0, q.stderr.decode(errors="replace"))
+        serials[ident] = int(q.stdout.strip())
+        run(f"keyctl setperm {serials[ident]} 0x3f1f1f1f")
+    s.note(f"PSK keyring {ring}: {serials}")
+    return serials
+
+
+def sc_kernel_quic_psk(s: Scenario) -> None:
+    if not s.ctx.quic_modules:
+        raise Skip("QUICHSD_QUIC_MODULES not set (no QUIC module in CI)")
+    serials = make_psk_keyring(s)
+    d = quic_setup(s, keyrings=(PSK_KEYRING,))
+    peer_psks = [f"--psk={i}:{k}" for i, k in TEST_PSKS.items()]
+    kernel_vs_peer(
+        s,
+        "kernel client (psk=<serial of test1>) -> userspace server",
+        ["role=client", "port=1236", "alpn=sample", f"psk={serials['test1']}"],
+        ["--port", "1236", *peer_psks],
+        SAMPLE_CLIENT_LINES,
+        ["handshake completed", *PEER_SERVER_LINES],
+    )
+    s.daemon_log_has(d, ("(CLIENTHELLO, PSK) done: status 0 ",), count=1)
+    kernel_vs_peer(
+        s,
+        "userspace client (identity test2) -> kernel server (psk=1, keyring lookup)",
+        ["role=server", "port=1237", "alpn=sample", "psk=1"],
+        ["--port", "1237", f"--psk=test2:{TEST_PSKS['test2']}"],
+        SAMPLE_SERVER_LINES,
+        ["handshake completed", *PEER_CLIENT_LINES],
+    )
+    s.daemon_log_has(d, ("(SERVERHELLO, PSK) done: status 0 ",), count=1)
+    s.no_handshake_fds(d, "after DONE")
+
+
+def sc_kernel_quic_resumption(s: Scenario) -> None:
+    d = quic_setup(s)
+    kernel_vs_peer(
+        s,
+        "kernel ticket client (alpn=ticket) -> userspace server, 2 connections",
+        ["role=client", "port=1238", "alpn=ticket"],
+        ["--port", "1238", "--alpn", "ticket", "--rounds", "2"],
+        [
+            "handshake completed",
+            "recv 'hello quic client!' on stream 1",
+            "send 'hello quic server! I'm back!' on stream 2",
+            "handshake completed",
+            "recv 'hello quic client! welcome back!' on stream 1",
+        ],
+        ["resumed=False", "resumed=True", "recv 'hello quic server! I'm back!' on stream 2"],
+    )
+    s.daemon_log_has(d, ("(CLIENTHELLO, X509) done: status 0 ", "alpn ticket"), count=2)
+    s.daemon_log_has(d, ("(CLIENTHELLO, X509) done: status 0 ", "resumed"), count=1)
+    kernel_vs_peer(
+        s,
+        "userspace ticket client -> kernel server (alpn=ticket), 2 connections",
+        ["role=server", "port=1239", "alpn=ticket"],
+        ["--port", "1239", "--alpn", "ticket", "--rounds", "2"],
+        [
+            "handshake completed",
+            "recv 'hello quic server!' on stream 2",
+            "handshake completed",
+            "recv 'hello quic server, I'm back!' on stream 2",
+            "send 'hello quic client! welcome back!' on stream 1",
+        ],
+        ["session data of", "resumed=True", "recv 'hello quic client! welcome back!'"],
+    )
+    s.daemon_log_has(d, ("(SERVERHELLO, X509) done: status 0 ", "alpn ticket"), count=2)
+    s.daemon_log_has(d, ("(SERVERHELLO, X509) done: status 0 ", "resumed"), count=1)
+    s.no_handshake_fds(d, "after DONE")
+
+
+def make_pki(s: Scenario, folder: Path = PKI_DIR) -> Path:
+    """A test CA and a ``server.test`` certificate (openssl CLI), once per boot and folder."""
+    if (folder / "server.pem").exists():
+        return folder
+    folder.mkdir(mode=0o700, exist_ok=True)
+    ext = folder / "server.ext"
     ext.write_text(
         "subjectAltName=DNS:server.test\nbasicConstraints=CA:FALSE\n"
         "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
     )
     ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
-    d = shlex.quote(str(PKI_DIR))
+    d = shlex.quote(str(folder))
     p = run(
         f"cd {d} && openssl req -x509 {ec} -keyout ca.key -out ca.pem -days 2 "
         "-subj /CN=quichsd-vm-test-ca -addext basicConstraints=critical,CA:TRUE "
@@ -919,16 +1089,22 @@ def make_pki(s: Scenario) -> Path:
         "-out server.pem -days 2 -extfile server.ext && chmod 600 ca.key server.key",
         check=False,
     )
-    s.require("test PKI created with openssl", p.returncode == 0, (p.stdout + p.stderr)[-2000:])
-    return PKI_DIR
+    s.require(
+        f"test PKI created with openssl in {folder}",
+        p.returncode == 0,
+        (p.stdout + p.stderr)[-2000:],
+    )
+    return folder
 
 
-def use_pki_config(s: Scenario) -> Path:
-    """Point the daemon at a config trusting the test CA and serving ``server.test``."""
+def use_pki_config(s: Scenario, keyrings: tuple[str, ...] = ()) -> Path:
+    """Point the daemon at a config trusting the test CA and serving ``server.test``
+    (and linking ``keyrings`` into its session keyring)."""
     pki = make_pki(s)
     cfg = s.ctx.out / f"config-{s.name}.yaml"
     cfg.write_text(
         "# written by tests/kernel/guest.py for the QUIC scenarios\n"
+        f"keyrings: [{', '.join(keyrings)}]\n"
         "client:\n"
         "  x509:\n"
         f"    truststore: {pki / 'ca.pem'}\n"
@@ -977,6 +1153,8 @@ FUNCS: dict[str, Callable[[Scenario], None]] = {
     "daemon_restart": sc_daemon_restart,
     "timeout_honoured": sc_timeout_honoured,
     "kernel_quic_sample": sc_kernel_quic_sample,
+    "kernel_quic_psk": sc_kernel_quic_psk,
+    "kernel_quic_resumption": sc_kernel_quic_resumption,
 }
 
 

@@ -1,18 +1,24 @@
-"""Userspace IPPROTO_QUIC peer for the ``kernel_quic_sample`` scenario (guest only).
+"""Userspace IPPROTO_QUIC peer for the kernel QUIC scenarios (guest only).
 
 Plays the other side of lxin/quic's ``quic_sample_test.ko``: a kernel QUIC socket in
 this process whose TLS handshake is run in-process by quichsd's own driver
 (``quichsd.driver.run_handshake``), then the sample's stream exchange:
 
-* ``server``: listen with ALPN ``sample``, accept, handshake as server with the
-  ``server.test`` certificate, read the client's message, answer
-  ``hello quic client!`` on a new server stream with FIN;
-* ``client``: connect with ALPN ``sample``, handshake as client verifying
-  ``server.test`` against the test CA, send ``hello quic server!`` on a new
-  unidirectional stream with FIN, read the server's answer.
+* ``server``: listen with the ALPN, accept, handshake as server (the ``server.test``
+  certificate, or external PSK looked up in ``--psk`` entries), read the client's
+  message, answer on a new server stream with FIN, wait for the client to close;
+* ``client``: connect with the ALPN, handshake as client (verifying ``server.test``
+  against the test CA, or with the first ``--psk`` entry), send ``hello quic server!``
+  on a new unidirectional stream with FIN, read the server's answer.
 
-Prints ``handshake completed``, ``recv '<text>'`` and ``send '<text>'`` lines.
-Needs the lxin/quic module loaded (IPPROTO_QUIC = 261); only run when
+``--rounds 2`` is the sample's session-resumption variant (``alpn=ticket``): the server
+accepts a second connection and answers ``hello quic client! welcome back!``; the client
+asks for a session ticket on the first connection (``quic_config.receive_session_ticket``,
+so the driver waits for the NewSessionTicket and returns session data) and resumes with it
+on the second (``QUIC_SOCKOPT_SESSION_TICKET`` set before the handshake).
+
+Prints ``handshake completed ... resumed=<bool>``, ``recv '<text>'`` and ``send '<text>'``
+lines.  Needs the lxin/quic module loaded (IPPROTO_QUIC = 261); only run when
 QUICHSD_QUIC_MODULES is set.  Not exercised in CI (no QUIC module there).
 """
 
@@ -26,23 +32,27 @@ import sys
 from pathlib import Path
 
 from quichsd import uapi
-from quichsd.driver import HandshakeRequest, run_handshake
-from quichsd.gnutls.creds import CertificateCredentials
+from quichsd.driver import HandshakeRequest, HandshakeResult, run_handshake
+from quichsd.gnutls.creds import AntiReplay, CertificateCredentials
 from quichsd.tls.engine import Auth, Role
 
 IPPROTO_QUIC = uapi.IPPROTO_QUIC
 SOL_QUIC = uapi.SOL_QUIC
-QUIC_SOCKOPT_ALPN = uapi.QUIC_SOCKOPT_ALPN
-QUIC_STREAM_INFO = uapi.QUIC_STREAM_INFO
 MSG_STREAM_NEW = 0x400  # MSG_SYN
 MSG_STREAM_FIN = 0x200  # MSG_FIN
 STREAM_SERVER_MASK = 0x01
 STREAM_UNI_MASK = 0x02
 STREAM_INFO = struct.Struct("=qI4x")  # struct quic_stream_info (16 bytes)
+SERVER_REPLIES = (b"hello quic client!", b"hello quic client! welcome back!")
+CLIENT_MESSAGES = (b"hello quic server!", b"hello quic server, I'm back!")
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
 
 
 def send_stream(sock: socket.socket, data: bytes, sid: int, flags: int) -> None:
-    cmsg = [(SOL_QUIC, QUIC_STREAM_INFO, STREAM_INFO.pack(sid, flags))]
+    cmsg = [(SOL_QUIC, uapi.QUIC_STREAM_INFO, STREAM_INFO.pack(sid, flags))]
     sock.sendmsg([data], cmsg, flags)
 
 
@@ -50,18 +60,115 @@ def recv_stream(sock: socket.socket) -> tuple[bytes, int]:
     data, anc, _flags, _addr = sock.recvmsg(1024, socket.CMSG_SPACE(STREAM_INFO.size))
     sid = -1
     for level, typ, payload in anc:
-        if level == SOL_QUIC and typ == QUIC_STREAM_INFO and len(payload) >= 8:
+        if level == SOL_QUIC and typ == uapi.QUIC_STREAM_INFO and len(payload) >= 8:
             sid = struct.unpack_from("=q", payload)[0]
     return data, sid
 
 
-async def handshake(sock: socket.socket, req: HandshakeRequest) -> None:
+def handshake(sock: socket.socket, req: HandshakeRequest) -> HandshakeResult:
+    async def go() -> HandshakeResult:
+        return await run_handshake(sock, req)
+
     sock.setblocking(False)
-    res = await run_handshake(sock, req)
+    res = asyncio.run(go())
     if not res.ok:
         raise SystemExit(f"handshake failed: status {res.status}: {res.error}")
-    print(f"handshake completed in {res.elapsed:.2f}s alpn={res.alpn!r}", flush=True)
+    resumed = bool(res.info and res.info.resumed)
+    say(f"handshake completed in {res.elapsed:.2f}s alpn={res.alpn!r} resumed={resumed}")
     sock.setblocking(True)
+    return res
+
+
+def psk_entries(items: list[str]) -> list[tuple[str, bytes]]:
+    out = []
+    for item in items:
+        ident, _, hexkey = item.partition(":")
+        out.append((ident, bytes.fromhex(hexkey)))
+    return out
+
+
+def base_request(a: argparse.Namespace, role: Role) -> HandshakeRequest:
+    psks = psk_entries(a.psk)
+    if psks and role is Role.CLIENT:
+        ident, key = psks[0]
+        return HandshakeRequest(
+            role=role, auth=Auth.PSK, psk_identity=ident, psk_key=key, timeout=a.timeout
+        )
+    if psks:
+        table = dict(psks)
+        return HandshakeRequest(role=role, auth=Auth.PSK, psk_lookup=table.get, timeout=a.timeout)
+    cc = CertificateCredentials()
+    cc.set_trust((a.pki / "ca.pem").read_bytes())
+    if role is Role.SERVER:
+        cc.set_key_pair((a.pki / "server.pem").read_bytes(), (a.pki / "server.key").read_bytes())
+        return HandshakeRequest(
+            role=role, auth=Auth.X509, x509=cc, timeout=a.timeout, anti_replay=AntiReplay()
+        )
+    return HandshakeRequest(
+        role=role, auth=Auth.X509, peer_name="server.test", x509=cc, timeout=a.timeout
+    )
+
+
+def wait_close(sock: socket.socket, seconds: float) -> None:
+    """Wait until the peer closes (or ``seconds`` pass): our close must not cut its read."""
+    sock.settimeout(seconds)
+    try:
+        while True:
+            data, _ = recv_stream(sock)
+            if not data:
+                return
+    except OSError:
+        return
+
+
+def serve(a: argparse.Namespace) -> None:
+    req = base_request(a, Role.SERVER)
+    lsk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, IPPROTO_QUIC)
+    lsk.bind(("127.0.0.1", a.port))
+    lsk.setsockopt(SOL_QUIC, uapi.QUIC_SOCKOPT_ALPN, a.alpn.encode())
+    lsk.listen(1)
+    say(f"listening on 127.0.0.1:{a.port}")
+    lsk.settimeout(a.timeout * 2)
+    for rnd in range(a.rounds):
+        sock, _ = lsk.accept()
+        handshake(sock, req)
+        sock.settimeout(a.timeout)
+        data, sid = recv_stream(sock)
+        say(f"recv '{data.decode(errors='replace')}' on stream {sid}")
+        msg = SERVER_REPLIES[rnd]
+        send_stream(sock, msg, STREAM_SERVER_MASK, MSG_STREAM_NEW | MSG_STREAM_FIN)
+        say(f"send '{msg.decode()}' on stream {STREAM_SERVER_MASK}")
+        # a client about to reconnect closes at once; do not make its next try wait
+        wait_close(sock, 1.0 if rnd + 1 < a.rounds else a.timeout)
+        sock.close()
+    lsk.close()
+
+
+def connect(a: argparse.Namespace) -> None:
+    req = base_request(a, Role.CLIENT)
+    session: bytes | None = None
+    for rnd in range(a.rounds):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, IPPROTO_QUIC)
+        sock.setsockopt(SOL_QUIC, uapi.QUIC_SOCKOPT_ALPN, a.alpn.encode())
+        if rnd + 1 < a.rounds:  # ask the driver to wait for a ticket (1 s)
+            cfg = uapi.pack_config(uapi.QuicConfig(receive_session_ticket=1))
+            sock.setsockopt(SOL_QUIC, uapi.QUIC_SOCKOPT_CONFIG, cfg)
+        sock.connect(("127.0.0.1", a.port))
+        if session:
+            sock.setsockopt(SOL_QUIC, uapi.QUIC_SOCKOPT_SESSION_TICKET, session)
+        res = handshake(sock, req)
+        if rnd + 1 < a.rounds:
+            if not res.session_data:
+                raise SystemExit("no session data after the first handshake (no ticket?)")
+            session = res.session_data
+            say(f"session data of {len(session)} bytes saved for resumption")
+        sock.settimeout(a.timeout)
+        msg = CLIENT_MESSAGES[rnd]
+        send_stream(sock, msg, STREAM_UNI_MASK, MSG_STREAM_NEW | MSG_STREAM_FIN)
+        say(f"send '{msg.decode()}' on stream {STREAM_UNI_MASK}")
+        data, sid = recv_stream(sock)
+        say(f"recv '{data.decode(errors='replace')}' on stream {sid}")
+        sock.close()
 
 
 def main() -> int:
@@ -69,49 +176,17 @@ def main() -> int:
     ap.add_argument("role", choices=("server", "client"))
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--pki", type=Path, required=True, help="folder with ca.pem, server.pem/.key")
+    ap.add_argument("--alpn", default="sample")
+    ap.add_argument(
+        "--psk", action="append", default=[], help="IDENTITY:HEXKEY (client: the first)"
+    )
+    ap.add_argument("--rounds", type=int, choices=(1, 2), default=1)
     ap.add_argument("--timeout", type=float, default=20.0)
     a = ap.parse_args()
-    cc = CertificateCredentials()
-    cc.set_trust((a.pki / "ca.pem").read_bytes())
     if a.role == "server":
-        cc.set_key_pair((a.pki / "server.pem").read_bytes(), (a.pki / "server.key").read_bytes())
-        lsk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, IPPROTO_QUIC)
-        lsk.bind(("127.0.0.1", a.port))
-        lsk.setsockopt(SOL_QUIC, QUIC_SOCKOPT_ALPN, b"sample")
-        lsk.listen(1)
-        print(f"listening on 127.0.0.1:{a.port}", flush=True)
-        lsk.settimeout(a.timeout * 2)
-        sock, _ = lsk.accept()
-        req = HandshakeRequest(role=Role.SERVER, auth=Auth.X509, x509=cc, timeout=a.timeout)
-        asyncio.run(handshake(sock, req))
-        sock.settimeout(a.timeout)
-        data, sid = recv_stream(sock)
-        print(f"recv {data.decode(errors='replace')!r} on stream {sid}", flush=True)
-        msg = b"hello quic client!"
-        send_stream(sock, msg, STREAM_SERVER_MASK, MSG_STREAM_NEW | MSG_STREAM_FIN)
-        print(f"send {msg.decode()!r} on stream {STREAM_SERVER_MASK}", flush=True)
-        try:  # wait for the kernel client to close
-            recv_stream(sock)
-        except OSError:
-            pass
-        sock.close()
-        lsk.close()
+        serve(a)
     else:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, IPPROTO_QUIC)
-        sock.setsockopt(SOL_QUIC, QUIC_SOCKOPT_ALPN, b"sample")
-        sock.connect(("127.0.0.1", a.port))
-        req = HandshakeRequest(
-            role=Role.CLIENT, auth=Auth.X509, peer_name="server.test", x509=cc, timeout=a.timeout
-        )
-        asyncio.run(handshake(sock, req))
-        sock.settimeout(a.timeout)
-        msg = b"hello quic server!"
-        send_stream(sock, msg, STREAM_UNI_MASK, MSG_STREAM_NEW | MSG_STREAM_FIN)
-        print(f"send {msg.decode()!r} on stream {STREAM_UNI_MASK}", flush=True)
-        data, sid = recv_stream(sock)
-        print(f"recv {data.decode(errors='replace')!r} on stream {sid}", flush=True)
-        sock.close()
-    cc.close()
+        connect(a)
     return 0
 
 

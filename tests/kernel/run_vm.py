@@ -47,6 +47,8 @@ SCENARIOS = (
     "daemon_restart",
     "timeout_honoured",
     "kernel_quic_sample",
+    "kernel_quic_psk",
+    "kernel_quic_resumption",
 )
 DEFAULT_TIMEOUT = 540
 

@@ -83,3 +83,11 @@ def test_timeout_honoured(tier: Any) -> None:
 
 def test_kernel_quic_sample(tier: Any) -> None:
     _assert_scenario(tier, "kernel_quic_sample")
+
+
+def test_kernel_quic_psk(tier: Any) -> None:
+    _assert_scenario(tier, "kernel_quic_psk")
+
+
+def test_kernel_quic_resumption(tier: Any) -> None:
+    _assert_scenario(tier, "kernel_quic_resumption")
