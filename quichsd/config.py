@@ -41,6 +41,7 @@ CLIENT_CERTIFICATE_POLICIES = ("ignore", "request", "require", "socket")
 #: The kernel's HANDSHAKE_A_ACCEPT_TIMEOUT is a u32 of milliseconds.
 MAX_TIMEOUT_MS = 2**32 - 1
 MAX_CONFIG_BYTES = 1 << 20
+MAX_WORKERS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ class HandshakeSettings:
     default_timeout_ms: int = 10_000
     max_timeout_ms: int = 600_000
     max_in_flight: int = 256
+    workers: int = 1  # processes running handshakes; 0 = one per CPU; 1 = the main one only
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,6 +355,7 @@ _SETTINGS = section(Settings, {
         "default_timeout_ms": integer(1, MAX_TIMEOUT_MS),
         "max_timeout_ms": integer(1, MAX_TIMEOUT_MS),
         "max_in_flight": integer(1, 65536),
+        "workers": integer(0, MAX_WORKERS),
     }),
     "tls": section(TlsSettings, {
         "ciphers": list_of(choice(CIPHERS, "cipher"), "cipher", nonempty=True),

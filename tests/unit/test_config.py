@@ -100,6 +100,16 @@ BAD: list[tuple[str, str, list[str]]] = [
         ],
     ),
     (
+        "negative workers",
+        "handshake:\n  workers: -1\n",
+        [f"{P}:2: handshake.workers: -1 is out of range (expected 0 to 1024)"],
+    ),
+    (
+        "workers not an integer",
+        "handshake:\n  workers: all\n",
+        [f"{P}:2: handshake.workers: expected an integer from 0 to 1024, got the string 'all'"],
+    ),
+    (
         "gnutls_level out of range",
         "log:\n  gnutls_level: 10\n",
         [f"{P}:2: log.gnutls_level: 10 is out of range (expected 0 to 9)"],
@@ -267,7 +277,7 @@ def test_good_config_typed_values() -> None:
     text = """
 log: {level: debug, gnutls_level: 4, handshake_completion: false}
 keyrings: [quic, .mine]
-handshake: {default_timeout_ms: 3_000, max_timeout_ms: 60000, max_in_flight: 8}
+handshake: {default_timeout_ms: 3_000, max_timeout_ms: 60000, max_in_flight: 8, workers: 0}
 tls:
   ciphers: [CHACHA20-POLY1305, AES-128-CCM]
   groups: [SECP384R1]
@@ -287,7 +297,7 @@ metrics: {enabled: true, listen: "[::1]:9100"}
     assert s == Settings(
         log=LogSettings("debug", 4, False),
         keyrings=("quic", ".mine"),
-        handshake=HandshakeSettings(3000, 60000, 8),
+        handshake=HandshakeSettings(3000, 60000, 8, 0),
         tls=TlsSettings(("CHACHA20-POLY1305", "AES-128-CCM"), ("SECP384R1",), "psk", False, False),
         client=ClientSettings(X509Paths("/etc/ca.pem", "/etc/crl.pem", "/c.pem", "/c.key"), False),
         server=ServerSettings(X509Paths(None, None, "/s.pem", "/s.key"), "require"),
