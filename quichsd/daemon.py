@@ -12,11 +12,42 @@ verification) p99 0.52 ms / max 0.67 ms. An RSA server key adds its signature to
 server step (openssl speed, same VM: RSA-2048 0.66 ms, RSA-4096 4.6 ms): fine for 2048,
 a per-handshake stall of ~5 ms with 4096. Threads were measured and rejected: a
 ThreadPoolExecutor(2) around the steps cut throughput to x0.6-0.8 of inline (GIL
-hand-offs plus an executor round trip per step). Using a second core takes worker
-processes (x1.95 in the issue-7 bench on an idle host); they need the accepted fd handed
-over and DONE sent by a process holding it (kernel-interfaces.md §1.6) -- not done yet.
-What handshakes share lives here: the settings+credentials snapshot, the process-wide
-0-RTT anti-replay context, the GnuTLS priority cache, and the session keyring links.
+hand-offs plus an executor round trip per step). What handshakes share lives here: the
+settings+credentials snapshot, the process-wide 0-RTT anti-replay context, the GnuTLS
+priority cache, and the session keyring links.
+
+More cores: ``handshake.workers`` > 1 (0 = one per CPU) runs handshakes in worker
+processes (:mod:`quichsd.workers`); 1 (the default) is the single process above.
+* The main process keeps the netlink reader/drainer and sends every ACCEPT, so READY,
+  the drain and ``max_in_flight`` stay in one place. ACCEPT installs the fd in the main
+  process (kernel-interfaces.md §1.6); the agent's handler (``WorkerPool.handle``) sends
+  the decoded request and a dup of the fd to the least-loaded worker (SCM_RIGHTS on a
+  SEQPACKET socketpair) and closes the dup; the agent keeps the original.
+* The worker runs ``HandshakeService.handle`` on its event loop as above, sends DONE
+  itself through its own netlink request socket naming its own fd (DONE's fd is resolved
+  in the sender's fd table), closes the fd and reports the status; the main process logs
+  the completion line and closes its fd (``HandshakeOutcome.answered``: no second DONE).
+* A worker that dies mid-handshake: the main process still holds the fd, so it answers
+  DONE EIO itself, and the fork server starts a replacement. (Without that kept fd the
+  request would be stranded until the kernel consumer's own timeout cancels it -- the
+  kernel never times out an accepted request, §1.8 -- which is why it is kept.)
+* Workers are forked by a fork server (``zygote.py``) that is itself forked before the
+  event loop starts, after config and credentials are loaded: a worker, first or
+  replacement, inherits that state but none of the main process's fds or loop. Workers
+  get SIGTERM when the fork server dies, the fork server when the main process dies
+  (PR_SET_PDEATHSIG), and both exit on EOF of their channel.
+* 0-RTT anti-replay stays process-wide: the one store lives in the main process and each
+  worker's GnuTLS add callback asks it synchronously over a dedicated socketpair (one
+  small blocking round trip per early-data ClientHello; no answer = early data refused).
+* SIGHUP: the main process validates and applies the new config, then forwards SIGHUP
+  to the fork server and every worker, which reload the same file themselves (a worker
+  that cannot keeps its old snapshot and says so). SIGTERM: the agent stops ACCEPTing,
+  workers get SIGTERM and finish within the grace period minus a margin (answering the
+  rest themselves), then whatever is still unanswered is answered by the main process.
+* Each worker joins an anonymous session keyring of its own and links the configured
+  keyrings into it, so per-request keyring links never race between workers.
+* The unix service stays in the main process (its handshakes run there, inline, sharing
+  the same anti-replay store). With no worker alive a kernel request also runs there.
 
 Signals: SIGHUP reloads the config and credentials (a bad file keeps the old ones;
 handshakes in flight keep their snapshot); SIGTERM/SIGINT stop accepting, let handshakes
@@ -34,7 +65,7 @@ import signal
 from . import __version__, sdnotify
 from . import log as logsetup
 from .config import Settings, load_config
-from .credentials import CredentialsError, SessionKeyrings, load_credentials
+from .credentials import Credentials, CredentialsError, SessionKeyrings, load_credentials
 from .errors import ConfigError
 from .gnutls import _lib as gnutls
 from .netlink import HandshakeAgent, HandshakeFamilyUnavailable
@@ -42,10 +73,13 @@ from .netlink.pyroute import PyrouteTransport
 from .service import HandshakeService
 from .unix.listen import ListenError
 from .unix.server import UnixService
+from .workers import WorkerPool, make_pool, worker_count
 
 log = logging.getLogger("quichsd")
 
 STOP_GRACE = 10.0
+#: workers stop this much earlier than the main process gives up on them
+WORKER_STOP_MARGIN = 1.0
 
 
 class Daemon:
@@ -55,6 +89,7 @@ class Daemon:
         self.stderr = stderr
         self.stopping = asyncio.Event()
         self.agent: HandshakeAgent | None = None
+        self.pool: WorkerPool | None = None
         self.unix: UnixService | None = None
         self.keyrings = SessionKeyrings()
         # executor None: GnuTLS steps run inline on the loop (see the module docstring)
@@ -84,23 +119,48 @@ class Daemon:
             if wd is not None:
                 wd.cancel()
             # both drain at once: the whole stop stays within one grace period
-            stops = [x.stop(timeout=STOP_GRACE) for x in (self.unix, self.agent) if x is not None]
+            parts = (self.unix, self.agent, self.pool)
+            stops = [x.stop(timeout=STOP_GRACE) for x in parts if x is not None]
             await asyncio.gather(*stops)
         return 0
 
+    def prepare_workers(self) -> None:
+        """With ``handshake.workers`` > 1: the pool and its fork server (before the loop)."""
+        count = worker_count(self.settings.handshake.workers)
+        if count < 2:
+            return
+        self.pool = make_pool(
+            count,
+            self.service,
+            lambda: PyrouteTransport(join=False),
+            reload=self.reload_worker,
+            grace=STOP_GRACE - WORKER_STOP_MARGIN,
+            keyring_names=lambda: self.settings.keyrings,
+        )
+        self.pool.start_fork_server()
+
     async def start_agent(self) -> str:
+        pool = self.pool
+        if pool is not None:
+            await pool.start()
         agent = HandshakeAgent(
             PyrouteTransport(),
-            self.service.handle,
+            pool.handle if pool is not None else self.service.handle,
             max_in_flight=self.settings.handshake.max_in_flight,
         )
         try:
             await agent.start()
         except HandshakeFamilyUnavailable as e:
             log.warning("%s; kernel handshake requests cannot be served", e)
+            if pool is not None:
+                self.pool = None
+                await pool.stop(timeout=0)
             return "kernel handshake family not available"
         self.agent = agent
-        return "serving kernel handshake requests (netlink family handshake, group tlshd)"
+        status = "serving kernel handshake requests (netlink family handshake, group tlshd)"
+        if pool is not None:
+            status += f" in {len(pool.alive())} worker processes"
+        return status
 
     async def start_unix(self) -> str:
         unix = UnixService(self.service)
@@ -115,24 +175,34 @@ class Daemon:
     def reload(self) -> None:
         """SIGHUP: new config and credentials, or keep the old ones and say why."""
         try:
-            settings = load_config(self.config_path)
-            creds = load_credentials(settings)
-        except ConfigError as e:
+            settings, creds = self._load()
+        except (ConfigError, CredentialsError) as e:
             for line in e.errors:
                 log.error("reload refused: %s", line)
             return
-        except CredentialsError as e:
-            for line in e.errors:
-                log.error("reload refused: %s", line)
-            return
+        self._apply(settings, creds)
+        if self.pool is not None:
+            self.pool.reload()
+        log.info("configuration reloaded from %s", self.config_path)
+        sdnotify.notify("READY=1\nSTATUS=configuration reloaded")
+
+    def reload_worker(self) -> str:
+        """SIGHUP in a worker or the fork server: the same, quietly; raises if refused."""
+        settings, creds = self._load()  # ConfigError/CredentialsError name what is wrong
+        self._apply(settings, creds)
+        return f"configuration reloaded from {self.config_path}"
+
+    def _load(self) -> tuple[Settings, Credentials]:
+        settings = load_config(self.config_path)
+        return settings, load_credentials(settings)
+
+    def _apply(self, settings: Settings, creds: Credentials) -> None:
         self.settings = settings
         logsetup.setup(
             settings.log.level, stderr=self.stderr, gnutls_level=settings.log.gnutls_level
         )
         self.service.reload(settings, creds)
         self.keyrings.link_session_keyrings(settings.keyrings)
-        log.info("configuration reloaded from %s", self.config_path)
-        sdnotify.notify("READY=1\nSTATUS=configuration reloaded")
 
 
 def serve(config_path: str, settings: Settings, *, stderr: bool = False) -> int:
@@ -142,6 +212,7 @@ def serve(config_path: str, settings: Settings, *, stderr: bool = False) -> int:
         for line in e.errors:
             log.error("%s", line)
         return 1
+    daemon.prepare_workers()  # forks the fork server: before the event loop exists
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(daemon.run())
     return 0

@@ -11,8 +11,11 @@ Concurrency model:
   cap the drainer stops ACCEPTing (the kernel keeps the requests pending) and drains
   again as soon as a request finishes.
 
-Every accepted fd gets exactly one DONE, from this process (the kernel resolves DONE's
-fd in the sender's fd table), and is closed afterwards on every path. Each request ends
+Every accepted fd gets exactly one DONE, from a process holding it (the kernel resolves
+DONE's fd in the sender's fd table), and is closed afterwards on every path. Normally the
+agent sends it; a handler that ran the handshake in a worker process which sent DONE
+itself (:mod:`quichsd.workers`) says so with ``HandshakeOutcome.answered``, and the agent
+then only logs the completion line and closes its fd. Each request ends
 with one completion line on logger ``quichsd.netlink``::
 
     handshake for 127.0.0.1:4420 (CLIENTHELLO, PSK) done: status 95 EOPNOTSUPP (socket
@@ -39,8 +42,8 @@ from .transport import NetlinkTransport
 log = logging.getLogger("quichsd.netlink")
 
 DEFAULT_MAX_IN_FLIGHT = 64
-#: (DONE status, REMOTE_AUTH serials, reason for the completion line)
-_Result = tuple[int, tuple[int, ...], str | None]
+#: (DONE status, REMOTE_AUTH serials, reason for the completion line, DONE already sent)
+_Result = tuple[int, tuple[int, ...], str | None, bool]
 _RECV_BACKOFF_MAX = 5.0
 
 
@@ -52,6 +55,8 @@ class HandshakeOutcome:
     status: int
     remote_auth: tuple[int, ...] = ()
     reason: str | None = None  # appended to the completion line
+    #: DONE was already sent by the process that ran the handshake (it held the fd)
+    answered: bool = False
 
 
 #: runs one handshake on an accepted QUIC socket. ``sock`` is the handler's own dup of
@@ -260,13 +265,14 @@ class HandshakeAgent:
                 log.error("netlink: malformed ACCEPT reply without a usable SOCKFD: %s", exc)
                 return
             sockfd = exc.sockfd
-            result: _Result = (exc.status, (), f"malformed ACCEPT reply: {exc}")
+            result: _Result = (exc.status, (), f"malformed ACCEPT reply: {exc}", False)
         sock: socket.socket | None = None
         try:
             try:
                 sock = socket.socket(fileno=sockfd)
             except OSError as exc:
-                result = (errno.EINVAL, (), f"accepted fd {sockfd} is not a usable socket: {exc}")
+                why = f"accepted fd {sockfd} is not a usable socket: {exc}"
+                result = (errno.EINVAL, (), why, False)
             else:
                 if request is not None:
                     result = await self._run(request, sock)
@@ -282,29 +288,10 @@ class HandshakeAgent:
         try:
             proto = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL)
         except OSError as exc:
-            return errno.EINVAL, (), f"accepted fd {request.sockfd}: SO_PROTOCOL: {exc}"
+            return errno.EINVAL, (), f"accepted fd {request.sockfd}: SO_PROTOCOL: {exc}", False
         if proto != self._quic_protocol:
-            return errno.EOPNOTSUPP, (), f"socket protocol {proto} is not QUIC"
-        try:
-            with sock.dup() as own:  # the handler may close its copy; DONE names ours
-                outcome = await self._handler(request, own)
-            status, note = _checked_status(outcome.status)
-            remote_auth = tuple(int(x) for x in outcome.remote_auth) if status == 0 else ()
-            if any(not 0 <= x < 2**32 for x in remote_auth):
-                status, note = errno.EIO, f"handler returned invalid key serials {remote_auth}"
-                remote_auth = ()
-        except HandshakeError as exc:
-            return exc.status, (), f"{type(exc).__name__}: {exc}"
-        except Exception as exc:
-            log.exception("handshake handler failed on fd %d", request.sockfd)
-            return errno.EIO, (), f"handler raised {type(exc).__name__}: {exc}"
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()  # still answer DONE below; the task then ends normally
-            return errno.EIO, (), "agent shutting down"
-        reason = "; ".join(r for r in (outcome.reason, note) if r) or None
-        return status, remote_auth, reason
+            return errno.EOPNOTSUPP, (), f"socket protocol {proto} is not QUIC", False
+        return await run_handler(self._handler, request, sock)
 
     async def _answer(
         self,
@@ -313,15 +300,50 @@ class HandshakeAgent:
         request: AcceptRequest | None,
         result: _Result,
     ) -> None:
-        status, remote_auth, reason = result
+        status, remote_auth, reason, answered = result
         peer = format_peer(sock) if sock is not None else "<unknown peer>"
         what = f"{request.message_type.name}, {request.auth_mode.name}" if request else "UNKNOWN"
         line = f"handshake for {peer} ({what}) done: status {status_text(status)}"
         log.info("%s%s", line, f" ({reason})" if reason else "")
-        try:
-            body = codec.encode_done(status, sockfd, remote_auth)
-            await self._transport.request(body, codec.NLM_F_REQUEST | codec.NLM_F_ACK)
-        except Exception as exc:  # logged; the fd is closed by the caller either way
-            code = exc.errno if isinstance(exc, OSError) else None
-            name = errno_name(code) if code else type(exc).__name__
-            log.warning("netlink: DONE for %s (fd %d) failed: %s %s", peer, sockfd, name, exc)
+        if not answered:
+            await send_done(self._transport, sockfd, status, remote_auth, peer)
+
+
+async def run_handler(handler: Handler, request: AcceptRequest, sock: socket.socket) -> _Result:
+    """Run ``handler`` on a dup of ``sock``; every failure becomes a DONE status."""
+    try:
+        with sock.dup() as own:  # the handler may close its copy; DONE names ours
+            outcome = await handler(request, own)
+        status, note = _checked_status(outcome.status)
+        remote_auth = tuple(int(x) for x in outcome.remote_auth) if status == 0 else ()
+        if any(not 0 <= x < 2**32 for x in remote_auth):
+            status, note = errno.EIO, f"handler returned invalid key serials {remote_auth}"
+            remote_auth = ()
+    except HandshakeError as exc:
+        return exc.status, (), f"{type(exc).__name__}: {exc}", False
+    except Exception as exc:
+        log.exception("handshake handler failed on fd %d", request.sockfd)
+        return errno.EIO, (), f"handler raised {type(exc).__name__}: {exc}", False
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()  # still answer DONE below; the task then ends normally
+        return errno.EIO, (), "agent shutting down", False
+    reason = "; ".join(r for r in (outcome.reason, note) if r) or None
+    return status, remote_auth, reason, outcome.answered
+
+
+async def send_done(
+    transport: NetlinkTransport, sockfd: int, status: int, remote_auth: tuple[int, ...], peer: str
+) -> str | None:
+    """Send DONE for ``sockfd`` (an fd of this process); a failure is logged and returned
+    as text (the fd is closed by the caller either way)."""
+    try:
+        body = codec.encode_done(status, sockfd, remote_auth)
+        await transport.request(body, codec.NLM_F_REQUEST | codec.NLM_F_ACK)
+    except Exception as exc:
+        code = exc.errno if isinstance(exc, OSError) else None
+        name = errno_name(code) if code else type(exc).__name__
+        log.warning("netlink: DONE for %s (fd %d) failed: %s %s", peer, sockfd, name, exc)
+        return f"DONE failed: {name} {exc}"
+    return None

@@ -83,9 +83,12 @@ class PyrouteTransport:
         *,
         family: str = uapi.HANDSHAKE_FAMILY_NAME,
         group: str = uapi.HANDSHAKE_MCGRP_TLSHD,
+        join: bool = True,
     ) -> None:
         """``family``/``group`` exist so tests can drive this class against a generic
-        netlink family every kernel has (``nlctrl``/``notify``)."""
+        netlink family every kernel has (``nlctrl``/``notify``). ``join=False`` opens only
+        the request socket (a worker process that sends DONE but never reads READY)."""
+        self._join = join
         self._request_timeout = request_timeout
         self._family = family
         self._group = group
@@ -125,12 +128,14 @@ class PyrouteTransport:
         return sock
 
     async def open(self) -> None:
-        if self._mcast is None:
+        if self._mcast is None and self._join:
             self._mcast = await self._bind(join=True)  # join first: READY needs a listener
         if self._req is None:
             self._req = await self._bind(join=False)
 
     async def recv(self) -> list[bytes]:
+        if not self._join:
+            raise OSError(errno.EINVAL, "PyrouteTransport(join=False) reads no multicast")
         if self._mcast is None:
             self._mcast = await self._bind(join=True)
         sock = self._mcast

@@ -1,0 +1,267 @@
+"""``handshake.workers`` = 2: the main process ACCEPTs (FakeKernel, the agent's netlink
+seam), hands each fd to a worker process, the worker sends DONE through its own netlink
+socket (RecordingTransport: sender pid + the socket its SOCKFD names in the sender's fd
+table). Workers are real forked processes (fork server + Worker), as in the daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import errno
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from netlink.test_nlagent import FakeKernel, done_sent, fd_count, psk_reply, until
+from workers_helpers import RecordingTransport, Records
+
+from quichsd.netlink import AcceptRequest, HandshakeAgent, HandshakeOutcome
+from quichsd.workers import ReplayStore, WorkerPool
+from quichsd.workers.replay import RemoteReplayStore, SharedAntiReplay
+from quichsd.workers.worker import ReloadHook, Worker
+
+UDP = socket.IPPROTO_UDP
+PSK_ID = 0x1BDD3D81
+Handler = Callable[[AcceptRequest, socket.socket], Awaitable[HandshakeOutcome]]
+
+
+async def no_fallback(request: AcceptRequest, sock: socket.socket) -> HandshakeOutcome:
+    raise AssertionError("a request ran in the main process")
+
+
+def make_pool(
+    handler: Handler,
+    records: Records,
+    *,
+    reload: ReloadHook | None = None,
+    anti: SharedAntiReplay | None = None,
+    shared: bool = True,
+    store: ReplayStore | None = None,
+) -> WorkerPool:
+    store = ReplayStore() if store is None else store
+
+    def worker_main(chan: socket.socket, replay: socket.socket) -> int:
+        if anti is not None:
+            anti.store = RemoteReplayStore(replay) if shared else ReplayStore()
+        transport = RecordingTransport(records.theirs)
+        return asyncio.run(Worker(chan, handler, transport, reload=reload, grace=1.0).run())
+
+    return WorkerPool(2, worker_main, store=store, fallback=no_fallback, reload=reload)
+
+
+@pytest.fixture
+async def records() -> AsyncIterator[Records]:
+    r = Records()
+    yield r
+    r.close()
+
+
+def bound_udp() -> tuple[int, int, int]:
+    """A UDP socket on its own port, detached: (fd, port, inode). The port can be bound
+    again only once every process has closed its copy."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.connect(("127.0.0.1", 4420))
+    port = s.getsockname()[1]
+    fd = s.detach()
+    return fd, port, os.fstat(fd).st_ino
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+async def slow_ok(request: AcceptRequest, sock: socket.socket) -> HandshakeOutcome:
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL) == UDP
+    await asyncio.sleep(0.3)  # long enough for the requests to overlap
+    return HandshakeOutcome(0, request.peer_identities, f"pid {os.getpid()}")
+
+
+async def test_two_workers_share_requests_each_sends_one_done(records: Records) -> None:
+    pool = make_pool(slow_ok, records)
+    pool.start_fork_server()
+    kernel = FakeKernel()
+    agent = HandshakeAgent(kernel, pool.handle, quic_protocol=UDP)
+    try:
+        await pool.start()
+        workers = {w.pid for w in pool.alive()}
+        assert len(workers) == 2 and os.getpid() not in workers
+        before = {w.pid: await pool.stats(w) for w in pool.alive()}
+        base = fd_count()
+        socks = [bound_udp() for _ in range(6)]
+        kernel.pending = [(lambda seq, fd=fd: psk_reply(fd, seq, (PSK_ID,))) for fd, _, _ in socks]
+        await agent.start()  # start-up drain ACCEPTs all six
+        await until(lambda: len(records.poll()) == 6, timeout=10)
+        await agent.wait_idle()
+        after = {w.pid: await pool.stats(w) for w in pool.alive()}
+        assert fd_count() == base  # the main process closed every fd it was given
+    finally:
+        await agent.stop(timeout=2)
+        await pool.stop(timeout=2)
+    assert kernel.dones() == []  # no DONE from the main process
+    got = records.poll()
+    assert len(got) == 6
+    assert {r.pid for r in got} == workers  # both workers served some
+    by_ino = {r.ino: r for r in got}
+    assert sorted(by_ino) == sorted(ino for _, _, ino in socks)  # one DONE per socket
+    for r in got:  # each names, in its sender's fd table, the socket it was handed
+        assert r.message == done_sent(r.seq, 0, r.sockfd, (PSK_ID,)), r.message.hex()
+    assert after == before  # (open fds, in flight) of each worker back to where they were
+    assert all(port_free(port) for _, port, _ in socks)  # closed in every process
+
+
+async def hang(request: AcceptRequest, sock: socket.socket) -> HandshakeOutcome:
+    await asyncio.sleep(60)
+    raise AssertionError("not reached")
+
+
+async def test_worker_killed_mid_handshake_main_answers_eio_and_respawns(
+    records: Records,
+) -> None:
+    pool = make_pool(hang, records)
+    pool.start_fork_server()
+    kernel = FakeKernel()
+    agent = HandshakeAgent(kernel, pool.handle, quic_protocol=UDP)
+    fd, port, _ = bound_udp()
+    try:
+        await pool.start()
+        first = {w.pid for w in pool.alive()}
+        kernel.pending = [lambda seq: psk_reply(fd, seq)]
+        await agent.start()
+        await until(lambda: any(w.jobs for w in pool.alive()))
+        (victim,) = [w.pid for w in pool.alive() if w.jobs]
+        os.kill(victim, signal.SIGKILL)
+        await until(lambda: len(kernel.dones()) == 1)
+        await agent.wait_idle()
+        done = kernel.dones()[0]
+        assert done == done_sent(kernel.seq_of(done), errno.EIO, fd)  # from the main process
+        await until(lambda: len(pool.alive()) == 2, timeout=10)
+        now = {w.pid for w in pool.alive()}
+        assert victim not in now and len(now - first) == 1  # a new worker took its place
+    finally:
+        await agent.stop(timeout=2)
+        await pool.stop(timeout=2)
+    assert records.poll() == []  # the dead worker sent nothing
+    assert port_free(port)
+
+
+def reload_from(path: str) -> ReloadHook:
+    def hook() -> str:
+        with open(path) as f:
+            return f.read()
+
+    return hook
+
+
+async def test_reload_is_forwarded_to_every_worker(records: Records, tmp_path: object) -> None:
+    path = os.path.join(str(tmp_path), "generation")
+    with open(path, "w") as f:
+        f.write("one")
+    pool = make_pool(slow_ok, records, reload=reload_from(path))
+    pool.start_fork_server()
+    try:
+        await pool.start()
+        with open(path, "w") as f:
+            f.write("two")
+        pool.reload()
+        await until(lambda: all(w.reloads for w in pool.alive()))
+        assert [w.reloads for w in pool.alive()] == [[(True, "two")], [(True, "two")]]
+    finally:
+        await pool.stop(timeout=2)
+
+
+# --- 0-RTT anti-replay across workers ----------------------------------------------------
+
+
+def replay_handler(server_cfg: object) -> Handler:
+    """Reads a ClientHello from the socket and feeds it to a fresh server engine; says
+    whether it accepted early data."""
+    from quichsd.tls.engine import Engine, EngineConfig
+    from quichsd.tls.events import Secret
+    from quichsd.uapi import CryptoLevel
+
+    assert isinstance(server_cfg, EngineConfig)
+
+    async def handle(request: AcceptRequest, sock: socket.socket) -> HandshakeOutcome:
+        sock.setblocking(True)
+        hello = sock.recv(1 << 16)
+        engine = Engine(server_cfg)
+        try:
+            engine.receive(CryptoLevel.INITIAL, hello)
+            early = any(
+                isinstance(e, Secret) and e.level == CryptoLevel.EARLY for e in engine.events()
+            )
+        finally:
+            engine.close()
+        return HandshakeOutcome(0, (), f"{os.getpid()} early={early}")
+
+    return handle
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-store", "per-worker-control"])
+async def test_replayed_client_hello_to_other_worker_gets_no_early_data(
+    records: Records, shared: bool
+) -> None:
+    from engine.engine_helpers import CLIENT_TP, SERVER_NAME, SERVER_TP, creds, roundtrip
+    from pki import make_pki
+
+    from quichsd.gnutls.creds import generate_ticket_key
+    from quichsd.tls.engine import Engine, EngineConfig, Role
+    from quichsd.tls.events import CryptoData, SessionData
+    from quichsd.uapi import AuthMode, CryptoLevel, MsgType
+
+    pki = make_pki()
+    store = ReplayStore()
+    anti = SharedAntiReplay(store)  # created before the fork, as in the daemon
+    server_cfg = EngineConfig(
+        Role.SERVER,
+        alpns=(b"h3",),
+        transport_params=SERVER_TP,
+        x509=creds(pki.server, trust=pki.ca.cert_pem),
+        ticket_key=generate_ticket_key(),
+        anti_replay=anti,
+    )
+    client_cfg = EngineConfig(
+        Role.CLIENT,
+        alpns=(b"h3",),
+        transport_params=CLIENT_TP,
+        peer_name=SERVER_NAME,
+        x509=creds(trust=pki.ca.cert_pem),
+    )
+    first = roundtrip(Engine(client_cfg), Engine(server_cfg))  # a ticket for 0-RTT
+    (ticket,) = first.of("client", SessionData)
+    client = Engine(dataclasses.replace(client_cfg, session_data=ticket.data))
+    client.start()
+    (hello,) = [e for e in client.events() if isinstance(e, CryptoData)]
+    assert hello.level == CryptoLevel.INITIAL
+    client.close()
+
+    pool = make_pool(replay_handler(server_cfg), records, anti=anti, shared=shared, store=store)
+    pool.start_fork_server()
+    request = AcceptRequest(0, MsgType.SERVERHELLO, AuthMode.PSK)
+    answers = []
+    try:
+        await pool.start()
+        for _ in range(2):  # the same ClientHello twice: least-loaded alternates workers
+            mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+            with mine, theirs:
+                mine.send(hello.data)
+                answers.append((await pool.handle(request, theirs)).reason)
+    finally:
+        await pool.stop(timeout=2)
+    (pid1, early1), (pid2, early2) = (str(a).split(" early=") for a in answers)
+    assert pid1 != pid2  # two different worker processes
+    assert early1 == "True"
+    if shared:
+        assert early2 == "False"  # the replay is refused early data
+        assert len(store) == 1
+    else:
+        assert early2 == "True"  # control: with a store per worker the replay gets in
+        assert len(store) == 0
