@@ -141,8 +141,6 @@ class Daemon:
 
     async def start_agent(self) -> str:
         pool = self.pool
-        if pool is not None:
-            await pool.start()
         agent = HandshakeAgent(
             PyrouteTransport(),
             pool.handle if pool is not None else self.service.handle,
@@ -158,7 +156,8 @@ class Daemon:
             return "kernel handshake family not available"
         self.agent = agent
         status = "serving kernel handshake requests (netlink family handshake, group tlshd)"
-        if pool is not None:
+        if pool is not None:  # requests ACCEPTed before a worker is up run in this process
+            await pool.start()
             status += f" in {len(pool.alive())} worker processes"
         return status
 

@@ -73,6 +73,7 @@ class WorkerPool:
         self._spawn_lock: asyncio.Lock | None = None
         self._respawns: set[asyncio.Task[None]] = set()
         self._deaths: list[float] = []
+        self._started = False
 
     # --- life cycle -------------------------------------------------------------------
     def start_fork_server(self) -> None:
@@ -88,6 +89,8 @@ class WorkerPool:
         for r in results:
             if isinstance(r, BaseException):
                 log.error("worker not started: %s", r)
+                self._schedule_respawn()
+        self._started = True
         log.info("%d of %d worker processes running", len(self.alive()), self.count)
 
     def alive(self) -> list[WorkerHandle]:
@@ -183,7 +186,8 @@ class WorkerPool:
         """The agent's handler: run the handshake in a worker (see the module docstring)."""
         w = self._pick()
         if w is None:
-            log.warning("no worker process alive: handshake runs in the main process")
+            level = logging.WARNING if self._started else logging.DEBUG
+            log.log(level, "no worker process ready: handshake runs in the main process")
             return await self._fallback(request, sock)
         jid = next(self._ids)
         fut: asyncio.Future[HandshakeOutcome] = asyncio.get_running_loop().create_future()
@@ -254,6 +258,7 @@ class WorkerPool:
             s.close()
         if w in self.workers:
             self.workers.remove(w)
+        was_ready = w.ready is not None and w.ready.done()
         if w.ready is not None and not w.ready.done():
             w.ready.set_exception(ConnectionError("exited before it was ready"))
             w.ready.exception()  # retrieved here; _spawn reports it
@@ -262,25 +267,31 @@ class WorkerPool:
                 reason = f"worker process {w.pid} exited mid-handshake"
                 fut.set_result(HandshakeOutcome(errno.EIO, (), reason))
         w.jobs.clear()
-        if self._stopping:
+        if self._stopping or not was_ready:  # a failed start is retried by its caller
             return
         log.warning("worker %d exited: starting a new one", w.pid)
+        self._schedule_respawn()
+
+    def _schedule_respawn(self) -> None:
         task = asyncio.create_task(self._respawn(), name="worker-respawn")
         self._respawns.add(task)
         task.add_done_callback(self._respawns.discard)
 
     async def _respawn(self) -> None:
-        now = time.monotonic()
-        self._deaths = [t for t in self._deaths if now - t < 10.0] + [now]
-        excess = len(self._deaths) - self.count
-        if excess > 0:  # dying in a loop: back off
-            await asyncio.sleep(min(0.1 * 2**excess, RESPAWN_BACKOFF_MAX))
-        if self._stopping:
-            return
-        try:
-            await self._spawn()
-        except Exception as exc:
-            log.error("worker not replaced: %s", exc)
+        """Start a replacement; retried with a growing delay while workers keep dying."""
+        while not self._stopping:
+            now = time.monotonic()
+            self._deaths = [t for t in self._deaths if now - t < 10.0] + [now]
+            excess = len(self._deaths) - self.count
+            if excess > 0:  # dying in a loop: back off
+                await asyncio.sleep(min(0.1 * 2**excess, RESPAWN_BACKOFF_MAX))
+            if self._stopping:
+                return
+            try:
+                await self._spawn()
+                return
+            except Exception as exc:
+                log.error("worker not replaced: %s", exc)
 
     async def stats(self, w: WorkerHandle) -> tuple[int, int]:
         """(open fds, jobs in flight) of a worker process, as it reports them."""
