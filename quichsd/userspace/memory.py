@@ -5,11 +5,19 @@ level on the peer. It implements the kernel socket contract's byte formats (it d
 packed ``quic_crypto_secret``, cmsg and ``quic_connection_close`` with :mod:`quichsd.uapi`)
 so the driver runs unchanged. Used by benchmarks and by driver unit tests of socket-side
 behaviour; it is not a QUIC peer, and interop tests use real ones.
+
+It stands in for the kernel, whose own cost is not quichsd's, so the hot calls are lean:
+readiness is one nonblocking eventfd per end (written once when a batch of messages
+arrives, read once when the reader drains it; no socketpair, no syscall per message), the
+handshake-info cmsg is matched by table, and a ``quic_crypto_secret`` is checked (size,
+level, cipher) on ``setsockopt`` but decoded into :class:`~quichsd.uapi.CryptoSecret` only
+when ``secrets`` is read.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import socket
 from collections import deque
 from collections.abc import Iterable
@@ -18,6 +26,19 @@ from typing import Any, overload
 
 from .. import uapi
 from ..quicsocket import Ancillary, find_handshake_level
+
+_Level = uapi.CryptoLevel
+#: the handshake-info cmsg item per level (what the driver sends; what recvmsg returns)
+_CMSG_ITEM = {
+    lvl: (uapi.SOL_QUIC, uapi.QUIC_HANDSHAKE_INFO, uapi.pack_handshake_info(lvl)) for lvl in _Level
+}
+_LEVEL_OF_ITEM = {item: lvl for lvl, item in _CMSG_ITEM.items()}
+_CMSG_SPACE_1 = socket.CMSG_SPACE(1)
+_MSG_CTRUNC = int(socket.MSG_CTRUNC)
+#: quic_crypto_secret byte 1 (level) values that can be installed, and byte 4-7 ciphers
+_SECRET_LEVELS = {int(lvl): lvl for lvl in (_Level.HANDSHAKE, _Level.EARLY, _Level.APP)}
+_SECRET_CIPHERS = frozenset(int(c) for c in uapi.Cipher)
+_APP_TX, _APP_RX = (_Level.APP, True), (_Level.APP, False)
 
 
 @dataclass
@@ -37,21 +58,27 @@ class MemoryQuicSocket:
         self.name = name
         self.peer: MemoryQuicSocket | None = None
         self.inbox: deque[tuple[uapi.CryptoLevel, bytes]] = deque()
-        self.secrets: dict[tuple[uapi.CryptoLevel, bool], uapi.CryptoSecret] = {}
         self.peer_tp: bytes | None = None
         self.selected_alpn: bytes | None = None
         self.close_info: uapi.ConnectionClose | None = None
         self.stored_ticket: bytes | None = None
         self.nst: bytes = b""  # post-handshake NewSessionTicket, via getsockopt
         self.closed = False
-        self._r, self._w = socket.socketpair()
-        self._r.setblocking(False)
-        self._w.setblocking(False)
+        self.established = False  # both APP keys installed
+        #: installed secrets, raw quic_crypto_secret bytes (checked; decoded on demand)
+        self._secrets: dict[tuple[uapi.CryptoLevel, bool], bytes] = {}
+        self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._signalled = False
+        self._opt_cache: tuple[object, object, bytes, bytes] | None = None
 
     # -- QuicSocket ---------------------------------------------------------------------
     def fileno(self) -> int:
-        return self._r.fileno()
+        return self._efd
+
+    @property
+    def secrets(self) -> dict[tuple[uapi.CryptoLevel, bool], uapi.CryptoSecret]:
+        """The installed secrets, keyed by (level, send)."""
+        return {k: uapi.unpack_crypto_secret(raw) for k, raw in self._secrets.items()}
 
     def setblocking(self, flag: bool, /) -> None:
         pass
@@ -72,9 +99,9 @@ class MemoryQuicSocket:
             raise OSError(errno.ENOPROTOOPT, "unsupported level")
         st = self.settings
         if optname == uapi.QUIC_SOCKOPT_ALPN:
-            value = uapi.format_alpn_option(st.alpns)
+            value = self._packed(st)[2]
         elif optname == uapi.QUIC_SOCKOPT_CONFIG:
-            return uapi.pack_config(st.config)[:buflen]
+            return self._packed(st)[3][:buflen]
         elif optname == uapi.QUIC_SOCKOPT_SESSION_TICKET:
             value = self.nst if self.established else st.ticket
         elif optname == uapi.QUIC_SOCKOPT_TRANSPORT_PARAM_EXT:
@@ -92,13 +119,19 @@ class MemoryQuicSocket:
         if level != uapi.SOL_QUIC:
             raise OSError(errno.ENOPROTOOPT, "unsupported level")
         if optname == uapi.QUIC_SOCKOPT_CRYPTO_SECRET:
-            try:
-                s = uapi.unpack_crypto_secret(bytes(value))
-            except ValueError as e:
-                raise OSError(errno.EINVAL, str(e)) from None
+            raw = bytes(value)
+            lvl = _SECRET_LEVELS.get(raw[1]) if len(raw) == uapi.CRYPTO_SECRET_SIZE else None
+            if lvl is None or int.from_bytes(raw[4:8], "little") not in _SECRET_CIPHERS:
+                try:  # the full decode names what is wrong
+                    uapi.unpack_crypto_secret(raw)
+                except ValueError as e:
+                    raise OSError(errno.EINVAL, str(e)) from None
+                raise OSError(errno.EINVAL, "malformed quic_crypto_secret")
             if self.established:
                 raise OSError(errno.EINVAL, "already established")
-            self.secrets[(s.level, s.send)] = s
+            secrets = self._secrets
+            secrets[(lvl, raw[0] != 0)] = raw
+            self.established = _APP_TX in secrets and _APP_RX in secrets
         elif optname == uapi.QUIC_SOCKOPT_TRANSPORT_PARAM_EXT:
             if len(value) > uapi.QUIC_TP_EXT_MAX_LEN:
                 raise OSError(errno.EINVAL, "transport parameters too long")
@@ -121,17 +154,20 @@ class MemoryQuicSocket:
         /,
     ) -> int:
         data = b"".join(buffers)
-        level = find_handshake_level(list(ancdata))
-        if level is None or level is uapi.CryptoLevel.EARLY:
+        anc = list(ancdata)
+        level = _LEVEL_OF_ITEM.get(anc[0]) if len(anc) == 1 else None
+        if level is None:
+            level = find_handshake_level(anc)
+        if level is None or level is _Level.EARLY:
             raise OSError(errno.EINVAL, "handshake data needs INITIAL/HANDSHAKE/APP info")
         if not data:
             raise OSError(errno.EMSGSIZE, "empty message")
-        if level is not uapi.CryptoLevel.INITIAL and (level, True) not in self.secrets:
+        if level is not _Level.INITIAL and (level, True) not in self._secrets:
             raise OSError(errno.EINVAL, f"no {level.name} tx key installed")
         peer = self.peer
         if peer is None or peer.closed or self.closed:
             raise OSError(errno.EPIPE, "not connected")
-        if level is uapi.CryptoLevel.APP and peer.established:
+        if level is _Level.APP and peer.established:
             peer.nst += data  # the kernel hands post-handshake CRYPTO over via getsockopt
         else:
             peer._deliver(level, data)
@@ -149,30 +185,18 @@ class MemoryQuicSocket:
         if len(data) > bufsize:
             self.inbox.appendleft((level, data[bufsize:]))
             data = data[:bufsize]
-        msg_flags = 0
-        anc: Ancillary = [
-            (uapi.SOL_QUIC, uapi.QUIC_HANDSHAKE_INFO, uapi.pack_handshake_info(level))
-        ]
-        if ancbufsize < socket.CMSG_SPACE(1):
-            anc, msg_flags = [], socket.MSG_CTRUNC
         if not self.inbox:
             self._unsignal()
-        return data, anc, msg_flags, None
-
-    @property
-    def established(self) -> bool:
-        return (uapi.CryptoLevel.APP, True) in self.secrets and (
-            uapi.CryptoLevel.APP,
-            False,
-        ) in self.secrets
+        if ancbufsize < _CMSG_SPACE_1:
+            return data, [], _MSG_CTRUNC, None
+        return data, [_CMSG_ITEM[level]], 0, None
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             if self.peer is not None:
                 self.peer._signal()
-            self._r.close()
-            self._w.close()
+            os.close(self._efd)
 
     # -- plumbing ------------------------------------------------------------------------
     def inject(self, level: uapi.CryptoLevel, data: bytes) -> None:
@@ -183,15 +207,24 @@ class MemoryQuicSocket:
         self.inbox.append((level, data))
         self._signal()
 
+    def _packed(self, st: MemorySettings) -> tuple[object, object, bytes, bytes]:
+        """(alpns, config, ALPN option, CONFIG option), packed once per settings value."""
+        c = self._opt_cache
+        if c is None or c[0] is not st.alpns or c[1] is not st.config:
+            alpn, conf = uapi.format_alpn_option(st.alpns), uapi.pack_config(st.config)
+            c = self._opt_cache = (st.alpns, st.config, alpn, conf)
+        return c
+
+    # the eventfd is readable while unread messages (or a close) are pending
     def _signal(self) -> None:
         if not self._signalled and not self.closed:
-            self._w.send(b"\0")
+            os.eventfd_write(self._efd, 1)
             self._signalled = True
 
     def _unsignal(self) -> None:
         if self._signalled:
             try:
-                self._r.recv(16)
+                os.eventfd_read(self._efd)
             except BlockingIOError:
                 pass
             self._signalled = False
