@@ -154,6 +154,11 @@ class HandshakeAgent:
         """Stop accepting; let requests in flight finish (cancelled after ``timeout``,
         which still answers DONE and closes their fds); close the transport."""
         self._accepting = False
+        # an ACCEPT already sent may come back with an fd the kernel installed for us: let
+        # the drainer finish that round trip (bounded by the transport's request timeout)
+        # so the request is served or answered, instead of cancelling it mid-flight
+        while self._draining:
+            await asyncio.sleep(0.01)
         for task in self._service:
             task.cancel()
         await asyncio.gather(*self._service, return_exceptions=True)

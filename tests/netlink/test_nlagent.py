@@ -612,3 +612,33 @@ async def test_real_transport_start_raises_family_unavailable() -> None:
     )
     await transport.close()
     assert fd_count() == base
+
+
+async def test_stop_during_an_accept_round_trip_still_answers_its_fd(kernel: FakeKernel) -> None:
+    """SIGTERM while an ACCEPT is in flight: the reply's fd gets its DONE and is closed."""
+    release, in_flight = asyncio.Event(), asyncio.Event()
+    real_request = kernel.request
+
+    async def slow_request(body: bytes, flags: int) -> list[bytes]:
+        if body[0] == 2 and kernel.pending:
+            in_flight.set()
+            await release.wait()  # the kernel answers only after stop() began
+        return await real_request(body, flags)
+
+    kernel.request = slow_request  # type: ignore[method-assign]
+    fd = udp_fd()
+    kernel.pending.append(lambda seq: psk_reply(fd, seq))
+
+    async def handler(request: AcceptRequest, sock: socket.socket) -> HandshakeOutcome:
+        return HandshakeOutcome(0)
+
+    agent = HandshakeAgent(kernel, handler, quic_protocol=socket.IPPROTO_UDP)
+    await agent.start()
+    await asyncio.wait_for(in_flight.wait(), 5)
+    stopping = asyncio.create_task(agent.stop(timeout=2))
+    await asyncio.sleep(0.05)
+    release.set()
+    await stopping
+    assert len(kernel.dones()) == 1
+    assert kernel.dones()[0] == done_sent(done_seq(kernel), 0, fd)
+    assert not fd_open(fd)
