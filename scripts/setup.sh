@@ -9,6 +9,7 @@ APT_PACKAGES=(
   ngtcp2-client ngtcp2-server              # real QUIC peers on GnuTLS: gtlsclient / gtlsserver
   libkeyutils1 keyutils                    # kernel keyrings (libkeyutils via ctypes; keyctl for tests)
   libsystemd-dev pkg-config gcc            # to build systemd-python (sd_notify, journal)
+  systemd                                  # systemd-analyze (unit security check in the tests)
   python3-venv
 )
 missing=()
