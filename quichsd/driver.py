@@ -59,7 +59,6 @@ from .quicsocket import (
 from .tls.alerts import alert_name
 from .tls.engine import Auth, Engine, EngineConfig, Keylog, ResumptionKx, Role
 from .tls.events import (
-    AlertSent,
     AlpnSelected,
     CryptoData,
     Event,
@@ -139,6 +138,11 @@ class _Settings:
     local_tp: bytes
 
 
+#: quic_config.payload_cipher_type values accepted (0 = no hint), and certificate_request
+_CIPHER_HINTS = frozenset({0, *(int(c) for c in Cipher)})
+_CERT_REQUESTS = {int(c): c for c in CertRequest}
+
+
 def _sockopt(sock: QuicSocket, opt: int, buflen: int, what: str) -> bytes:
     try:
         return getsockopt_bytes(sock, uapi.SOL_QUIC, opt, buflen)
@@ -167,9 +171,9 @@ def read_settings(sock: QuicSocket) -> _Settings:
     config = uapi.unpack_config(
         _sockopt(sock, uapi.QUIC_SOCKOPT_CONFIG, uapi.CONFIG_SIZE, "CONFIG")
     )
-    if config.payload_cipher_type not in (0, *iter(Cipher)):
+    if config.payload_cipher_type not in _CIPHER_HINTS:
         raise InvalidRequest(f"socket cipher hint {config.payload_cipher_type} is not 0 or 51-54")
-    if config.certificate_request > CertRequest.REQUIRE:
+    if config.certificate_request not in _CERT_REQUESTS:
         raise InvalidRequest(f"socket certificate_request {config.certificate_request} > 2")
     ticket = _sockopt(sock, uapi.QUIC_SOCKOPT_SESSION_TICKET, uapi.QUIC_TICKET_MAX_LEN, "TICKET")
     local_tp = _sockopt(
@@ -192,7 +196,7 @@ def engine_config(req: HandshakeRequest, st: _Settings) -> EngineConfig:
         ticket_key = ticket_key or req.ticket_key
     cert_request = req.cert_request
     if cert_request is None:
-        cert_request = CertRequest(st.config.certificate_request)
+        cert_request = _CERT_REQUESTS[st.config.certificate_request]
     return EngineConfig(
         role=req.role,
         auth=req.auth,
@@ -299,7 +303,8 @@ class _Run:
                 last_data = i
                 break
         for i, ev in enumerate(events):
-            if isinstance(ev, CryptoData):
+            # events are final dataclasses: dispatch on the exact type
+            if type(ev) is CryptoData:
                 flags = _MSG_MORE if i < last_data else 0
                 try:
                     sock.sendmsg((ev.data,), _CMSGS[ev.level], flags)
@@ -310,7 +315,7 @@ class _Run:
                         f"sendmsg of {len(ev.data)} bytes at {ev.level.name} failed: {e.strerror}",
                         e.errno or errno.EIO,
                     ) from None
-            elif isinstance(ev, Secret):
+            elif type(ev) is Secret:
                 packed = uapi.pack_crypto_secret(
                     uapi.CryptoSecret(ev.level, ev.send, ev.cipher, ev.secret)
                 )
@@ -323,7 +328,7 @@ class _Run:
                 if ev.level is CryptoLevel.APP:
                     self.app_secrets += 1
                 self.phase = self._phase_after(ev)
-            elif isinstance(ev, PeerTransportParams):
+            elif type(ev) is PeerTransportParams:
                 if len(ev.data) > uapi.QUIC_TP_EXT_MAX_LEN:
                     raise InvalidRequest(
                         f"peer transport parameters of {len(ev.data)} bytes exceed the kernel's "
@@ -332,16 +337,15 @@ class _Run:
                 _setopt(
                     self.sock, uapi.QUIC_SOCKOPT_TRANSPORT_PARAM_EXT, ev.data, "TRANSPORT_PARAM_EXT"
                 )
-            elif isinstance(ev, AlpnSelected):
+            elif type(ev) is AlpnSelected:
                 self.alpn = ev.alpn
                 if self.req.role is Role.SERVER:
                     _setopt(self.sock, uapi.QUIC_SOCKOPT_ALPN, ev.alpn, "ALPN")
-            elif isinstance(ev, HandshakeComplete):
+            elif type(ev) is HandshakeComplete:
                 self.info = ev
-            elif isinstance(ev, SessionData):
+            elif type(ev) is SessionData:
                 self.session_data = ev.data
-            elif isinstance(ev, AlertSent):
-                pass  # carried by the exception the engine raised
+            # AlertSent: carried by the exception the engine raised
 
     def _phase_after(self, ev: Secret) -> str:
         if ev.level is CryptoLevel.HANDSHAKE:
