@@ -35,7 +35,9 @@ class OwnedDatum:
 
     def __init__(self, data: bytes) -> None:
         self.buf = C.create_string_buffer(data, max(len(data), 1))
-        self.datum = datum_t(C.cast(self.buf, C.c_void_p), len(data))
+        # addressof, not cast: cast() ties buffer and result in a reference cycle, which
+        # left every datum (and its copy of the data) to the cyclic GC
+        self.datum = datum_t(C.addressof(self.buf), len(data))
 
     def ref(self) -> Any:
         return C.byref(self.datum)

@@ -27,6 +27,7 @@ import ctypes as C
 import enum
 import functools
 import ipaddress
+import threading
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -221,6 +222,23 @@ def _alpn_array(alpns: tuple[bytes, ...]) -> tuple[Any, tuple[L.OwnedDatum, ...]
     return (L.datum_t * len(bufs))(*[b.datum for b in bufs]), bufs
 
 
+#: C copies of server ticket keys, one per distinct key (a daemon uses one or a few), made
+#: once instead of per handshake; an evicted copy is zeroed. Guarded by the lock (engines
+#: may be built on executor threads, and a copy must not be wiped while GnuTLS reads it).
+_TICKET_KEYS: dict[bytes, L.OwnedDatum] = {}
+_TICKET_KEYS_MAX = 4
+_TICKET_KEYS_LOCK = threading.Lock()
+
+
+def _ticket_key_datum(key: bytes) -> L.OwnedDatum:
+    d = _TICKET_KEYS.get(key)
+    if d is None:
+        if len(_TICKET_KEYS) >= _TICKET_KEYS_MAX:
+            _TICKET_KEYS.pop(next(iter(_TICKET_KEYS))).wipe()
+        d = _TICKET_KEYS[key] = L.OwnedDatum(key)
+    return d
+
+
 @functools.lru_cache(maxsize=16)
 def _group_name(group: int) -> str | None:
     name = L.gnutls_group_get_name(group)
@@ -348,9 +366,7 @@ class Engine:
             # gnutls_session_set_verify_cert does NOT copy the name (pitfall 10)
             hostname = C.create_string_buffer(name.encode()) if name else None
             self._keep.append(hostname)
-            L.gnutls_session_set_verify_cert(
-                s, C.cast(hostname, C.c_void_p) if hostname else None, 0
-            )
+            L.gnutls_session_set_verify_cert(s, C.addressof(hostname) if hostname else None, 0)
         if cfg.session_data:
             ret = L.gnutls_session_set_data(s, cfg.session_data, len(cfg.session_data))
             # corrupt or foreign session data: fall back to a full handshake
@@ -366,11 +382,9 @@ class Engine:
                 # GnuTLS's own check fails when no certificate came: verify only one sent
                 L.gnutls_session_set_verify_function(s, _CB_VERIFY_OPTIONAL)
         if cfg.ticket_key:
-            key = L.OwnedDatum(cfg.ticket_key)
-            try:
+            with _TICKET_KEYS_LOCK:  # GnuTLS copies the key into the session
+                key = _ticket_key_datum(cfg.ticket_key)
                 ret = L.gnutls_session_ticket_enable_server(s, key.ref())
-            finally:
-                key.wipe()
             L.check(ret, "enable session tickets")
             if cfg.early_data and cfg.anti_replay is not None:
                 L.check(
