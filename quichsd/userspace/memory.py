@@ -198,6 +198,11 @@ class MemoryQuicSocket:
                 self.peer._signal()
             os.close(self._efd)
 
+    def __del__(self) -> None:  # an end never closed must not leak its eventfd
+        if not getattr(self, "closed", True):
+            self.closed = True
+            os.close(self._efd)
+
     # -- plumbing ------------------------------------------------------------------------
     def inject(self, level: uapi.CryptoLevel, data: bytes) -> None:
         """Deliver bytes as if the peer had sent them (for malformed-input tests)."""
