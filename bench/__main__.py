@@ -143,6 +143,19 @@ def _memory_section(pki: Any, prio: dict[str, str], k: int) -> dict[str, Any]:
     }
 
 
+def _workers_section(n: int) -> list[dict[str, Any]]:
+    """Daemon-level throughput, handshake.workers 1 vs 2 (bench/workers.py, own process:
+    it forks a fork server before any event loop runs)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.workers", str(n)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    ).stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench")
     ap.add_argument("--quick", action="store_true", help="small counts (smoke run)")
@@ -174,6 +187,8 @@ def main() -> None:
     results["load"] = _load_section(pki, prio, [1, 16, 256], scale)
     print("memory ...", flush=True)
     results["memory"] = _memory_section(pki, prio, 1000)
+    print("daemon workers ...", flush=True)
+    results["workers"] = _workers_section(int(1200 * scale))
     if args.profile:
         from . import prof
 

@@ -118,6 +118,9 @@ def _targets(res: dict[str, Any]) -> list[str]:
         one = r["1core"]["throughput_hs_s"]
         best = max(r["2core-threads"]["throughput_hs_s"], r["2core-procs"]["throughput_hs_s"])
         scal.append(f"{key} x{best / one:.2f}")
+    w = {r["workers"]: r["pairs_per_s"] for r in res.get("workers", [])}
+    if 1 in w and 2 in w:
+        scal.append(f"daemon workers 1 -> 2: x{w[2] / w[1]:.2f} ({w[1]:.0f} -> {w[2]:.0f} pairs/s)")
     return [
         "",
         "Targets (issue 7)",
