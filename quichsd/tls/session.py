@@ -1,0 +1,206 @@
+"""Setting up one GnuTLS session for an :class:`~quichsd.tls.config.EngineConfig`.
+
+Init flags, priorities, credentials per role and authentication, ALPN, the QUIC
+transport-parameters extension, the process-wide callbacks, and the server's session
+tickets and 0-RTT (rule 4 of :mod:`quichsd.tls.engine`). Everything C keeps pointing at
+after these calls is held in a :class:`SessionResources` that the Engine frees only after
+gnutls_deinit.
+"""
+
+from __future__ import annotations
+
+import ctypes as C
+import functools
+import ipaddress
+import threading
+from typing import Any
+
+from ..errors import LocalError
+from ..gnutls import _lib as L
+from ..gnutls.creds import PriorityCache, PskClientCredentials, PskServerCredentials
+from ..uapi import CertRequest
+from .callbacks import (
+    CB_ALERT,
+    CB_CLIENT_HELLO,
+    CB_KEYLOG,
+    CB_PSK,
+    CB_READ,
+    CB_SECRET,
+    CB_TP_RECV,
+    CB_TP_SEND,
+    CB_VERIFY_OPTIONAL,
+)
+from .config import Auth, EngineConfig, Role, priority_string
+
+TP_EXTENSION = 0x39
+
+_DEFAULT_PRIORITIES = PriorityCache()
+
+
+class SessionResources:
+    """Per-session credentials and C memory that must outlive the session's use of them."""
+
+    __slots__ = ("keep", "psk_client", "psk_server", "session_data_rejected")
+
+    def __init__(self) -> None:
+        self.keep: list[Any] = []
+        self.psk_client: PskClientCredentials | None = None
+        self.psk_server: PskServerCredentials | None = None
+        #: client given session data: GnuTLS refused it (a full handshake follows)
+        self.session_data_rejected: bool | None = None
+
+    def close(self) -> None:
+        """Free them (idempotent); only after gnutls_deinit of the session."""
+        for c in (self.psk_client, self.psk_server):
+            if c is not None:
+                c.close()
+        self.psk_client = self.psk_server = None
+        self.keep.clear()
+
+
+def init_flags(cfg: EngineConfig) -> int:
+    """The gnutls_init flags for ``cfg``."""
+    if cfg.role is Role.CLIENT:
+        flags = L.GNUTLS_CLIENT | L.GNUTLS_NO_END_OF_EARLY_DATA
+        if cfg.early_data:
+            flags |= L.GNUTLS_ENABLE_EARLY_DATA
+        return flags
+    flags = L.GNUTLS_SERVER | L.GNUTLS_NO_AUTO_SEND_TICKET | L.GNUTLS_NO_END_OF_EARLY_DATA
+    if cfg.early_data and cfg.ticket_key and cfg.anti_replay is not None:
+        flags |= L.GNUTLS_ENABLE_EARLY_DATA
+    return flags
+
+
+def configure(s: int, cfg: EngineConfig, res: SessionResources) -> None:
+    """Configure the fresh session ``s`` for ``cfg``; what C keeps using goes into ``res``."""
+    prio = (cfg.priorities or _DEFAULT_PRIORITIES).get(priority_string(cfg))
+    L.check(L.gnutls_priority_set(s, prio), "set priority")
+    _set_credentials(s, cfg, res)
+    if cfg.alpns:
+        arr, _bufs = _alpn_array(cfg.alpns)  # GnuTLS copies the protocols
+        ret = L.gnutls_alpn_set_protocols(s, arr, len(cfg.alpns), L.GNUTLS_ALPN_MANDATORY)
+        L.check(ret, "set ALPN protocols")
+    L.gnutls_handshake_set_read_function(s, CB_READ)
+    L.gnutls_handshake_set_secret_function(s, CB_SECRET)
+    L.gnutls_alert_set_read_function(s, CB_ALERT)
+    ret = L.gnutls_session_ext_register(
+        s,
+        b"QUIC Transport Parameters",
+        TP_EXTENSION,
+        L.GNUTLS_EXT_TLS,
+        CB_TP_RECV,
+        CB_TP_SEND,
+        None,
+        None,
+        None,
+        L.GNUTLS_EXT_FLAG_TLS | L.GNUTLS_EXT_FLAG_CLIENT_HELLO | L.GNUTLS_EXT_FLAG_EE,
+    )
+    L.check(ret, "register transport-parameters extension")
+    if cfg.keylog is not None:
+        L.gnutls_session_set_keylog_function(s, CB_KEYLOG)
+    if cfg.role is Role.CLIENT:
+        _configure_client(s, cfg, res)
+    else:
+        _configure_server(s, cfg)
+
+
+def _set_credentials(s: int, cfg: EngineConfig, res: SessionResources) -> None:
+    if cfg.auth is Auth.PSK:
+        if cfg.role is Role.CLIENT:
+            if cfg.psk_identity is None or cfg.psk_key is None:
+                raise LocalError("PSK client needs an identity and a key")
+            res.psk_client = PskClientCredentials(cfg.psk_identity, cfg.psk_key)
+            L.check(
+                L.gnutls_credentials_set(s, L.GNUTLS_CRD_PSK, res.psk_client.handle),
+                "set PSK credentials",
+            )
+        else:
+            if cfg.psk_lookup is None:
+                raise LocalError("PSK server needs a key lookup")
+            res.psk_server = PskServerCredentials(CB_PSK)
+            L.check(
+                L.gnutls_credentials_set(s, L.GNUTLS_CRD_PSK, res.psk_server.handle),
+                "set PSK credentials",
+            )
+    if cfg.x509 is not None:
+        L.check(
+            L.gnutls_credentials_set(s, L.GNUTLS_CRD_CERTIFICATE, cfg.x509.handle),
+            "set certificate credentials",
+        )
+    elif cfg.auth is not Auth.PSK:
+        raise LocalError(
+            f"{cfg.role.value} {cfg.auth.value} handshake needs certificate credentials"
+        )
+    if cfg.role is Role.SERVER and cfg.auth is Auth.X509 and not cfg.x509.has_key:  # type: ignore[union-attr]
+        raise LocalError("server has no certificate and private key")
+
+
+def _configure_client(s: int, cfg: EngineConfig, res: SessionResources) -> None:
+    name = cfg.peer_name
+    if name and not _is_ip(name):  # RFC 6066 §3: no SNI for IP literals
+        L.check(L.gnutls_server_name_set(s, L.GNUTLS_NAME_DNS, name.encode(), len(name)), "set SNI")
+    if cfg.x509 is not None and cfg.verify_peer and cfg.auth is not Auth.PSK:
+        # gnutls_session_set_verify_cert does NOT copy the name (pitfall 10)
+        hostname = C.create_string_buffer(name.encode()) if name else None
+        res.keep.append(hostname)
+        L.gnutls_session_set_verify_cert(s, C.addressof(hostname) if hostname else None, 0)
+    if cfg.session_data:
+        ret = L.gnutls_session_set_data(s, cfg.session_data, len(cfg.session_data))
+        # corrupt or foreign session data: fall back to a full handshake
+        res.session_data_rejected = ret < 0
+
+
+def _configure_server(s: int, cfg: EngineConfig) -> None:
+    if cfg.x509 is not None and cfg.auth is not Auth.PSK:
+        L.gnutls_certificate_server_set_request(s, int(cfg.cert_request))
+        if cfg.cert_request is CertRequest.REQUIRE and cfg.verify_peer:
+            L.gnutls_session_set_verify_cert(s, None, 0)
+        elif cfg.cert_request is CertRequest.REQUEST and cfg.verify_peer:
+            # GnuTLS's own check fails when no certificate came: verify only one sent
+            L.gnutls_session_set_verify_function(s, CB_VERIFY_OPTIONAL)
+    if cfg.ticket_key:
+        with _TICKET_KEYS_LOCK:  # GnuTLS copies the key into the session
+            key = _ticket_key_datum(cfg.ticket_key)
+            ret = L.gnutls_session_ticket_enable_server(s, key.ref())
+        L.check(ret, "enable session tickets")
+        if cfg.early_data and cfg.anti_replay is not None:
+            L.check(
+                L.gnutls_record_set_max_early_data_size(s, 0xFFFFFFFF),
+                "set max_early_data_size",
+            )
+            cfg.anti_replay.enable(s)
+    L.gnutls_handshake_set_hook_function(
+        s, L.GNUTLS_HANDSHAKE_CLIENT_HELLO, L.GNUTLS_HOOK_POST, CB_CLIENT_HELLO
+    )
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=64)
+def _alpn_array(alpns: tuple[bytes, ...]) -> tuple[Any, tuple[L.OwnedDatum, ...]]:
+    """A ``gnutls_datum_t[]`` of ``alpns`` (and the buffers it points at), built once."""
+    bufs = tuple(L.OwnedDatum(a) for a in alpns)
+    return (L.datum_t * len(bufs))(*[b.datum for b in bufs]), bufs
+
+
+#: C copies of server ticket keys, one per distinct key (a daemon uses one or a few), made
+#: once instead of per handshake; an evicted copy is zeroed. Guarded by the lock (engines
+#: may be built on executor threads, and a copy must not be wiped while GnuTLS reads it).
+_TICKET_KEYS: dict[bytes, L.OwnedDatum] = {}
+_TICKET_KEYS_MAX = 4
+_TICKET_KEYS_LOCK = threading.Lock()
+
+
+def _ticket_key_datum(key: bytes) -> L.OwnedDatum:
+    d = _TICKET_KEYS.get(key)
+    if d is None:
+        if len(_TICKET_KEYS) >= _TICKET_KEYS_MAX:
+            _TICKET_KEYS.pop(next(iter(_TICKET_KEYS))).wipe()
+        d = _TICKET_KEYS[key] = L.OwnedDatum(key)
+    return d
