@@ -272,6 +272,7 @@ class HandshakeAgent:
             sockfd = exc.sockfd
             result: _Result = (exc.status, (), f"malformed ACCEPT reply: {exc}", False)
         sock: socket.socket | None = None
+        peer = "<unknown peer>"
         try:
             try:
                 sock = socket.socket(fileno=sockfd)
@@ -279,9 +280,12 @@ class HandshakeAgent:
                 why = f"accepted fd {sockfd} is not a usable socket: {exc}"
                 result = (errno.EINVAL, (), why, False)
             else:
+                # the peer as accepted: once DONE is sent (by a worker, before this line's
+                # turn) the consumer may already have closed it (getpeername: ENOTCONN)
+                peer = format_peer(sock)
                 if request is not None:
                     result = await self._run(request, sock)
-            await self._answer(sockfd, sock, request, result)
+            await self._answer(sockfd, peer, request, result)
         finally:
             if sock is not None:
                 sock.close()
@@ -301,12 +305,11 @@ class HandshakeAgent:
     async def _answer(
         self,
         sockfd: int,
-        sock: socket.socket | None,
+        peer: str,
         request: AcceptRequest | None,
         result: _Result,
     ) -> None:
         status, remote_auth, reason, answered = result
-        peer = format_peer(sock) if sock is not None else "<unknown peer>"
         what = f"{request.message_type.name}, {request.auth_mode.name}" if request else "UNKNOWN"
         line = f"handshake for {peer} ({what}) done: status {status_text(status)}"
         log.info("%s%s", line, f" ({reason})" if reason else "")

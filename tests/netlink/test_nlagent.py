@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
 import logging
 import os
@@ -642,3 +643,27 @@ async def test_stop_during_an_accept_round_trip_still_answers_its_fd(kernel: Fak
     assert len(kernel.dones()) == 1
     assert kernel.dones()[0] == done_sent(done_seq(kernel), 0, fd)
     assert not fd_open(fd)
+
+
+async def test_completion_line_names_the_peer_as_accepted(
+    kernel: FakeKernel, logs: pytest.LogCaptureFixture
+) -> None:
+    """With workers the DONE is sent before the main process logs, and the consumer may
+    close the socket at once: the line must still name the peer (was <no peer: ENOTCONN>)."""
+    fd = udp_fd(4433)
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    async def handler(request: AcceptRequest, sock: socket.socket) -> HandshakeOutcome:
+        unspec = struct.pack("=H14x", socket.AF_UNSPEC)  # connect(AF_UNSPEC): disconnect
+        assert libc.connect(sock.fileno(), unspec, len(unspec)) == 0, ctypes.get_errno()
+        with pytest.raises(OSError):
+            sock.getpeername()
+        return HandshakeOutcome(0, (), answered=True)
+
+    kernel.pending.append(lambda seq: psk_reply(fd, seq))
+    async with running(HandshakeAgent(kernel, handler, quic_protocol=UDP)) as agent:
+        await until(lambda: bool(completion_lines(logs)))
+        await agent.wait_idle()
+    assert kernel.dones() == []  # answered by the handler (a worker)
+    (line,) = completion_lines(logs)
+    assert line.startswith("handshake for 127.0.0.1:4433 (CLIENTHELLO, PSK) done: status 0 ")
