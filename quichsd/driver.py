@@ -30,8 +30,6 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 from . import uapi
@@ -48,7 +46,6 @@ from .errors import (
     ProtocolViolation,
     SocketError,
 )
-from .gnutls.creds import AntiReplay, CertificateCredentials, PriorityCache, PskLookup
 from .quicsocket import (
     HANDSHAKE_INFO_CMSG_SPACE,
     QuicSocket,
@@ -56,8 +53,18 @@ from .quicsocket import (
     getsockopt_bytes,
     handshake_cmsg,
 )
+from .request import (
+    CERT_REQUESTS,
+    CIPHER_HINTS,
+    HandshakeRequest,
+    HandshakeResult,
+    SocketSettings,
+    TlsPolicy,
+    close_code,
+    engine_config,
+)
 from .tls.alerts import alert_name
-from .tls.engine import Auth, Engine, EngineConfig, Keylog, ResumptionKx, Role
+from .tls.engine import Engine, Role
 from .tls.events import (
     AlpnSelected,
     CryptoData,
@@ -67,7 +74,20 @@ from .tls.events import (
     Secret,
     SessionData,
 )
-from .uapi import CertRequest, Cipher, CryptoLevel
+from .uapi import CryptoLevel
+
+#: the request/result types and their pure helpers live in :mod:`quichsd.request`;
+#: importers take them from here too
+__all__ = [
+    "HandshakeRequest",
+    "HandshakeResult",
+    "SocketSettings",
+    "TlsPolicy",
+    "close_code",
+    "engine_config",
+    "read_settings",
+    "run_handshake",
+]
 
 log = logging.getLogger("quichsd.driver")
 
@@ -78,69 +98,6 @@ RECV_BUFSIZE = 65536
 TICKET_POLL_FIRST = 0.005
 TICKET_POLL_MAX = 0.1
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class TlsPolicy:
-    """Daemon-wide TLS choices (from the config); the socket's cipher hint narrows them."""
-
-    ciphers: tuple[Cipher, ...] = ()
-    groups: tuple[str, ...] = ()
-    resumption_kx: ResumptionKx = ResumptionKx.PSK_DHE
-    session_tickets: bool = True
-    early_data: bool = True
-
-
-@dataclass(frozen=True)
-class HandshakeRequest:
-    role: Role
-    auth: Auth = Auth.X509
-    #: client: the server name to send (SNI) and verify; server: unused
-    peer_name: str | None = None
-    #: our certificate credentials (own chain/key and trust anchors)
-    x509: CertificateCredentials | None = None
-    verify_peer: bool = True
-    psk_identity: str | None = None
-    psk_key: bytes | None = field(default=None, repr=False)
-    psk_lookup: PskLookup | None = None
-    #: server: None = take it from the socket's quic_config.certificate_request
-    cert_request: CertRequest | None = None
-    timeout: float = 10.0
-    policy: TlsPolicy = TlsPolicy()
-    anti_replay: AntiReplay | None = None
-    priorities: PriorityCache | None = None
-    #: server ticket key when the socket provides none (userspace stacks may)
-    ticket_key: bytes | None = field(default=None, repr=False)
-    #: run GnuTLS steps here (they release the GIL) instead of on the event loop
-    executor: Executor | None = None
-    keylog: Keylog | None = None
-
-
-@dataclass
-class HandshakeResult:
-    status: int  # 0 or a positive errno, ready for DONE
-    error: HandshakeError | None = None
-    info: HandshakeComplete | None = None
-    alpn: bytes | None = None
-    session_data: bytes | None = field(default=None, repr=False)
-    elapsed: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.status == 0
-
-
-@dataclass
-class _Settings:
-    alpns: tuple[bytes, ...]
-    config: uapi.QuicConfig
-    ticket: bytes
-    local_tp: bytes
-
-
-#: quic_config.payload_cipher_type values accepted (0 = no hint), and certificate_request
-_CIPHER_HINTS = frozenset({0, *(int(c) for c in Cipher)})
-_CERT_REQUESTS = {int(c): c for c in CertRequest}
 
 
 def _sockopt(sock: QuicSocket, opt: int, buflen: int, what: str) -> bytes:
@@ -161,7 +118,7 @@ def _setopt(sock: QuicSocket, opt: int, value: bytes, what: str) -> None:
         ) from None
 
 
-def read_settings(sock: QuicSocket) -> _Settings:
+def read_settings(sock: QuicSocket) -> SocketSettings:
     """READING_SOCKET_SETTINGS: what the kernel consumer configured on the socket."""
     raw_alpn = _sockopt(sock, uapi.QUIC_SOCKOPT_ALPN, uapi.QUIC_ALPN_MAX_LEN, "ALPN")
     try:
@@ -171,67 +128,15 @@ def read_settings(sock: QuicSocket) -> _Settings:
     config = uapi.unpack_config(
         _sockopt(sock, uapi.QUIC_SOCKOPT_CONFIG, uapi.CONFIG_SIZE, "CONFIG")
     )
-    if config.payload_cipher_type not in _CIPHER_HINTS:
+    if config.payload_cipher_type not in CIPHER_HINTS:
         raise InvalidRequest(f"socket cipher hint {config.payload_cipher_type} is not 0 or 51-54")
-    if config.certificate_request not in _CERT_REQUESTS:
+    if config.certificate_request not in CERT_REQUESTS:
         raise InvalidRequest(f"socket certificate_request {config.certificate_request} > 2")
     ticket = _sockopt(sock, uapi.QUIC_SOCKOPT_SESSION_TICKET, uapi.QUIC_TICKET_MAX_LEN, "TICKET")
     local_tp = _sockopt(
         sock, uapi.QUIC_SOCKOPT_TRANSPORT_PARAM_EXT, uapi.QUIC_TP_EXT_MAX_LEN, "TRANSPORT_PARAM_EXT"
     )
-    return _Settings(alpns, config, ticket, local_tp)
-
-
-def engine_config(req: HandshakeRequest, st: _Settings) -> EngineConfig:
-    """Combine the request (daemon policy + credentials) with the socket's settings."""
-    pol = req.policy
-    ciphers = pol.ciphers
-    if st.config.payload_cipher_type:
-        ciphers = (Cipher(st.config.payload_cipher_type),)
-    client = req.role is Role.CLIENT
-    session_data = st.ticket if client and st.ticket else None
-    ticket_key: bytes | None = None
-    if not client and pol.session_tickets:
-        ticket_key = st.ticket if len(st.ticket) == uapi.QUIC_TICKET_MASTER_KEY_LEN else None
-        ticket_key = ticket_key or req.ticket_key
-    cert_request = req.cert_request
-    if cert_request is None:
-        cert_request = _CERT_REQUESTS[st.config.certificate_request]
-    return EngineConfig(
-        role=req.role,
-        auth=req.auth,
-        alpns=st.alpns,
-        ciphers=ciphers,
-        groups=pol.groups,
-        transport_params=st.local_tp,
-        peer_name=req.peer_name,
-        verify_peer=req.verify_peer,
-        cert_request=cert_request,
-        x509=req.x509,
-        psk_identity=req.psk_identity,
-        psk_key=req.psk_key,
-        psk_lookup=req.psk_lookup,
-        session_data=session_data,
-        ticket_key=ticket_key,
-        early_data=pol.early_data,
-        resumption_kx=pol.resumption_kx,
-        anti_replay=req.anti_replay,
-        priorities=req.priorities,
-        keylog=req.keylog,
-    )
-
-
-def close_code(exc: HandshakeError) -> uapi.ConnectionClose | None:
-    """The QUIC CONNECTION_CLOSE for a failed handshake (RFC 9001 §4.8), if any."""
-    if exc.alert is not None:
-        name = alert_name(exc.alert)
-        phrase = f"TLS alert {exc.alert}: {name}".encode()
-        return uapi.ConnectionClose(uapi.QUIC_TRANSPORT_ERROR_CRYPTO + exc.alert, 0, phrase)
-    if isinstance(exc, ProtocolViolation | BadMessage):
-        return uapi.ConnectionClose(
-            uapi.QUIC_TRANSPORT_ERROR_PROTOCOL_VIOLATION, 0, str(exc)[:60].encode()
-        )
-    return None
+    return SocketSettings(alpns, config, ticket, local_tp)
 
 
 def _peer_close_error(sock: QuicSocket) -> HandshakeError:
