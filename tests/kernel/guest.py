@@ -85,10 +85,12 @@ SCENARIOS = (
     "concurrent_requests",
     "no_daemon_then_start",
     "daemon_restart",
+    "workers_nvme_concurrent",
     "timeout_honoured",
     "kernel_quic_sample",
     "kernel_quic_psk",
     "kernel_quic_resumption",
+    "workers_kernel_quic",
 )
 
 # --------------------------------------------------------------------------- genl (stdlib)
@@ -1156,6 +1158,13 @@ FUNCS: dict[str, Callable[[Scenario], None]] = {
     "kernel_quic_psk": sc_kernel_quic_psk,
     "kernel_quic_resumption": sc_kernel_quic_resumption,
 }
+
+# the worker-process scenarios live in guest_workers.py, which imports this module by the
+# name "guest" (run as a script it is __main__: alias it, or it would be loaded twice)
+sys.modules.setdefault("guest", sys.modules[__name__])
+import guest_workers  # noqa: E402
+
+FUNCS.update(guest_workers.FUNCS)
 
 
 # --------------------------------------------------------------------------- main

@@ -45,10 +45,12 @@ SCENARIOS = (
     "concurrent_requests",
     "no_daemon_then_start",
     "daemon_restart",
+    "workers_nvme_concurrent",
     "timeout_honoured",
     "kernel_quic_sample",
     "kernel_quic_psk",
     "kernel_quic_resumption",
+    "workers_kernel_quic",
 )
 DEFAULT_TIMEOUT = 540
 

@@ -77,6 +77,10 @@ def test_daemon_restart(tier: Any) -> None:
     _assert_scenario(tier, "daemon_restart")
 
 
+def test_workers_nvme_concurrent(tier: Any) -> None:
+    _assert_scenario(tier, "workers_nvme_concurrent")
+
+
 def test_timeout_honoured(tier: Any) -> None:
     _assert_scenario(tier, "timeout_honoured")
 
@@ -91,3 +95,7 @@ def test_kernel_quic_psk(tier: Any) -> None:
 
 def test_kernel_quic_resumption(tier: Any) -> None:
     _assert_scenario(tier, "kernel_quic_resumption")
+
+
+def test_workers_kernel_quic(tier: Any) -> None:
+    _assert_scenario(tier, "workers_kernel_quic")

@@ -1,0 +1,380 @@
+"""Worker-process scenarios of the VM tier (``handshake.workers: 2``); run by guest.py.
+
+Which process sent a netlink command is read from the kernel itself: the ``handshake``
+tracepoints ``handshake_cmd_accept`` / ``handshake_cmd_done`` fire in the context of the
+task that sent ACCEPT / DONE, and ftrace records its pid (tgid with ``record-tgid``).
+
+* NVMe/TCP requests are refused (EOPNOTSUPP, "socket protocol 6 is not QUIC") by the
+  main process's agent *before* the hand-over to a worker (quichsd/netlink/agent.py
+  ``_run``), so there every DONE comes from the main process; the NVMe scenario checks
+  that, plus the worker life cycle: two workers under the fork server, an idle worker
+  SIGKILLed is replaced, no fd left anywhere, SIGTERM to the main process only ends all
+  of them (no stray process in ``ps``).
+* With a QUIC module the handshakes do run in the workers: every DONE comes from a worker
+  pid (both of them, and the replacement of a killed one), none from the main process; the
+  kernel server's resumed handshake accepts 0-RTT, which needs the main process's
+  anti-replay store to answer the worker's query.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import guest as g
+
+WORKERS = 2
+TRACEFS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+TRACE_EVENTS = ("handshake_cmd_accept", "handshake_cmd_done")
+#: "  quichsd-430     (    430) [001] .....   12.345678: handshake_cmd_done: req=..."
+RE_TRACE = re.compile(
+    r"-(\d+)\s+(?:\(\s*([\d-]+)\)\s+)?\[\d+\]\s.*?\s(handshake_cmd_(?:accept|done)):\s"
+)
+
+
+class HandshakeTrace:
+    """ftrace of the kernel's ACCEPT/DONE command tracepoints, with the sender's pid."""
+
+    def __init__(self, s: g.Scenario) -> None:
+        self.root = next((p for p in TRACEFS if (p / "events").is_dir()), TRACEFS[0])
+        if not (self.root / "events").is_dir():
+            g.run(f"mount -t tracefs nodev {TRACEFS[0]}", check=False)
+        events = self.root / "events" / "handshake"
+        s.require(
+            "kernel has the handshake tracepoints (ACCEPT/DONE sender pid)",
+            all((events / e / "enable").exists() for e in TRACE_EVENTS),
+            events,
+        )
+        with contextlib.suppress(OSError):
+            (self.root / "options" / "record-tgid").write_text("1")
+        (self.root / "trace").write_text("")  # clear
+        for e in TRACE_EVENTS:
+            (events / e / "enable").write_text("1")
+        (self.root / "tracing_on").write_text("1")
+        self.events_dir = events
+
+    def events(self) -> list[tuple[str, int]]:
+        """(event name, sending process id) in order."""
+        out: list[tuple[str, int]] = []
+        for line in (self.root / "trace").read_text(errors="replace").splitlines():
+            m = RE_TRACE.search(line)
+            if m:
+                tgid = m.group(2)
+                out.append((m.group(3), int(tgid) if tgid and tgid.isdigit() else int(m.group(1))))
+        return out
+
+    def senders(self, event: str) -> list[int]:
+        return [pid for name, pid in self.events() if name == event]
+
+    def close(self) -> None:
+        for e in TRACE_EVENTS:
+            with contextlib.suppress(OSError):
+                (self.events_dir / e / "enable").write_text("0")
+
+
+def children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        kids.setdefault(ppid, []).append(int(d))
+    return kids
+
+
+def tree(d: g.Daemon) -> tuple[int | None, list[int]]:
+    """(fork server pid, worker pids): the main process's child and its children."""
+    kids = children()
+    forks = kids.get(d.pid, [])
+    if len(forks) != 1:
+        return None, []
+    return forks[0], sorted(kids.get(forks[0], []))
+
+
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def quichsd_ps() -> list[str]:
+    """``ps`` lines of quichsd processes: the console script is argv[0], or argv[1] after
+    its interpreter (not merely named in another command's arguments, like guest.py's)."""
+    p = g.run("ps -eo pid,ppid,stat,args", check=False)
+    out = []
+    for line in p.stdout.splitlines()[1:]:
+        argv = line.split()[3:5]
+        if any(a == "quichsd" or a.endswith("/quichsd") for a in argv):
+            out.append(line.strip())
+    return out
+
+
+def with_workers(s: g.Scenario, config: Path) -> None:
+    """Point the daemon at ``config`` (which must set ``workers: WORKERS``)."""
+    cmd = list(s.daemon_cmd)
+    s.require("daemon command has '-c CONFIG'", "-c" in cmd[:-1], " ".join(cmd))
+    cmd[cmd.index("-c") + 1] = str(config)
+    s.daemon_cmd = cmd
+
+
+def start_with_workers(s: g.Scenario) -> tuple[g.Daemon, int, list[int]]:
+    d = s.start_daemon()
+    s.daemon_log_has(d, ("serving kernel handshake requests", f"in {WORKERS} worker processes"))
+    found: list[Any] = [None, []]
+
+    def pred() -> bool:
+        found[:] = tree(d)
+        return found[0] is not None and len(found[1]) == WORKERS
+
+    ok = g.wait_until(pred, 20, 0.2)
+    s.require(
+        f"/proc: the main process {d.pid} has one fork server with {WORKERS} worker children",
+        ok,
+        f"fork server {found[0]}, workers {found[1]}",
+    )
+    return d, found[0], list(found[1])
+
+
+def kill_idle_worker(s: g.Scenario, d: g.Daemon, zygote: int, workers: list[int]) -> list[int]:
+    """SIGKILL the first worker while nothing is in flight; returns the new worker set."""
+    victim = workers[0]
+    os.kill(victim, signal.SIGKILL)
+    now: list[int] = []
+
+    def pred() -> bool:
+        z, w = tree(d)
+        now[:] = w
+        return z == zygote and len(w) == WORKERS and victim not in w and all(map(running, w))
+
+    ok = g.wait_until(pred, 20, 0.2)
+    s.check(
+        f"worker {victim} SIGKILLed while idle was replaced by the fork server {zygote}",
+        ok,
+        f"workers now {now}",
+    )
+    s.daemon_log_has(d, (f"worker {victim} exited: starting a new one",))
+    return now
+
+
+def stop_main_only(s: g.Scenario, d: g.Daemon, pids: set[int]) -> None:
+    """SIGTERM to the main process alone (its own shutdown must end the workers)."""
+    os.kill(d.pid, signal.SIGTERM)
+    try:
+        rc: int | None = d.proc.wait(15)
+    except subprocess.TimeoutExpired:
+        rc = None
+    s.check("main process exits with status 0 on SIGTERM (sent to it alone)", rc == 0, rc)
+    left: list[int] = []
+
+    def pred() -> bool:
+        left[:] = [p for p in sorted(pids) if running(p)]
+        return not left
+
+    ok = g.wait_until(pred, 5, 0.1)
+    s.check(
+        "fork server and every worker (incl. the replacement) are gone after the main exits",
+        ok,
+        f"still running: {left}" if left else f"checked {sorted(pids)}",
+    )
+    ps = quichsd_ps()
+    s.check("ps lists no quichsd process afterwards", not ps, ps or "ps -eo pid,ppid,stat,args")
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(d.pid, signal.SIGKILL)  # never let a straggler reach the next scenario
+
+
+def check_done_senders(
+    s: g.Scenario, trace: HandshakeTrace, what: str, want: Callable[[list[int]], bool], desc: str
+) -> list[int]:
+    senders = trace.senders("handshake_cmd_done")
+    s.check(f"tracepoint handshake_cmd_done {what}: {desc}", want(senders), f"senders {senders}")
+    return senders
+
+
+# ------------------------------------------------------------------------------- NVMe
+def sc_workers_nvme_concurrent(s: g.Scenario) -> None:
+    k = s.ctx.kmsg
+    cfg_in = Path(s.daemon_cmd[s.daemon_cmd.index("-c") + 1])
+    text = cfg_in.read_text()
+    s.require("shipped config sets 'workers: 1'", "\n  workers: 1\n" in text, cfg_in)
+    cfg = s.ctx.out / f"config-{s.name}.yaml"
+    cfg.write_text(text.replace("\n  workers: 1\n", f"\n  workers: {WORKERS}\n"))
+    with_workers(s, cfg)
+    trace = HandshakeTrace(s)
+    try:
+        d, zygote, workers = start_with_workers(s)
+        pids = {zygote, *workers}
+        n_hosts, n_raw = 2, 4
+        hosts = [g.new_host() for _ in range(n_hosts)]
+        idx = k.mark(f"workers: {n_hosts} host connects + {n_raw} raw target connects at once")
+        fns: list[Callable[[], Any]] = [functools.partial(g.host_connect, *h) for h in hosts]
+        fns += [lambda: g.target_connect(g.CONSUMER_TIMEOUT + 5) for _ in range(n_raw)]
+        res = g.run_parallel(fns)
+        for i, r in enumerate(res[:n_hosts]):
+            ok = isinstance(r, tuple) and r[0] == errno.EOPNOTSUPP and r[1] < g.CONSUMER_TIMEOUT
+            s.check(f"host connect {i + 1} answered with EOPNOTSUPP in time", ok, r)
+        for i, r in enumerate(res[n_hosts:]):
+            ok = isinstance(r, tuple) and r[0] in ("closed", "reset") and r[1] < g.CONSUMER_TIMEOUT
+            s.check(f"raw target connect {i + 1} ended by the target in time", ok, r)
+        s.expect_host_done(idx, n_hosts, -95, 5)
+        s.expect_target_done(idx, n_hosts + n_raw, -95, 5)
+        s.check(
+            "no consumer logged 'TLS handshake timeout' or a failed submit",
+            not any(g.RE_TIMEOUT.search(x) or "failed to start TLS" in x for x in k.since(idx)),
+        )
+        n = 2 * n_hosts + n_raw
+        s.daemon_log_has(d, g.expected("done_eopnotsupp"), count=n)
+        accepts = trace.senders("handshake_cmd_accept")
+        s.check(
+            f"tracepoint handshake_cmd_accept: {n} ACCEPTs, all from the main process {d.pid}",
+            len(accepts) >= n and set(accepts) == {d.pid},
+            f"senders {accepts}",
+        )
+        check_done_senders(
+            s,
+            trace,
+            "(NVMe/TCP)",
+            lambda p: len(p) == n and set(p) == {d.pid},
+            f"{n} DONEs, all from the main process {d.pid} (non-QUIC sockets are refused "
+            "before the hand-over)",
+        )
+        s.no_handshake_fds(d, "(main, fork server, workers) after all DONEs")
+        workers = kill_idle_worker(s, d, zygote, workers)
+        pids.update(workers)
+        idx = k.mark("workers: host connect after a worker was replaced")
+        hostnqn, hostid = g.new_host()
+        err, secs = g.host_connect(hostnqn, hostid)
+        s.check(
+            "after the respawn: host connect answered with EOPNOTSUPP",
+            err == errno.EOPNOTSUPP,
+            f"errno {err} ({errno.errorcode.get(err, '?')}) after {secs:.1f}s",
+        )
+        s.expect_host_done(idx, 1, -95, 5)
+        s.expect_target_done(idx, 1, -95, 5)
+        s.daemon_log_has(d, g.expected("done_eopnotsupp"), count=n + 2)
+        s.no_handshake_fds(d, "after the respawn")
+        stop_main_only(s, d, pids)
+    finally:
+        trace.close()
+
+
+# ------------------------------------------------------------------------------- QUIC
+def sc_workers_kernel_quic(s: g.Scenario) -> None:
+    if not s.ctx.quic_modules:
+        raise g.Skip("QUICHSD_QUIC_MODULES not set (no QUIC module in CI)")
+    g.load_quic(s)
+    cfg = s.ctx.out / f"config-{s.name}.yaml"
+    g.use_pki_config(s)  # writes cfg, points daemon_cmd at it
+    with open(cfg, "a") as fh:
+        fh.write(f"handshake:\n  workers: {WORKERS}\n")
+    trace = HandshakeTrace(s)
+    try:
+        d, zygote, workers = start_with_workers(s)
+        first = set(workers)
+        g.kernel_vs_peer(
+            s,
+            "kernel client (x509) -> userspace server, workers",
+            ["role=client", "port=1241", "alpn=sample"],
+            ["--port", "1241"],
+            g.SAMPLE_CLIENT_LINES,
+            ["handshake completed", *g.PEER_SERVER_LINES],
+        )
+        g.kernel_vs_peer(
+            s,
+            "userspace client -> kernel server (x509), workers",
+            ["role=server", "port=1242", "alpn=sample"],
+            ["--port", "1242"],
+            g.SAMPLE_SERVER_LINES,
+            ["handshake completed", *g.PEER_CLIENT_LINES],
+        )
+        s.daemon_log_has(d, ("(CLIENTHELLO, X509) done: status 0 ", "alpn sample"))
+        s.daemon_log_has(d, ("(SERVERHELLO, X509) done: status 0 ", "alpn sample"))
+        check_done_senders(
+            s,
+            trace,
+            "(x509 both ways)",
+            lambda p: len(p) == 2 and set(p) == first,
+            f"2 DONEs, one from each worker {sorted(first)}, none from the main {d.pid}",
+        )
+        workers = kill_idle_worker(s, d, zygote, workers)
+        fresh = set(workers) - first
+        g.kernel_vs_peer(
+            s,
+            "kernel ticket client (alpn=ticket) -> userspace server, 2 connections, workers",
+            ["role=client", "port=1243", "alpn=ticket"],
+            ["--port", "1243", "--alpn", "ticket", "--rounds", "2"],
+            [
+                "handshake completed",
+                "recv 'hello quic client!' on stream 1",
+                "send 'hello quic server! I'm back!' on stream 2",
+                "handshake completed",
+                "recv 'hello quic client! welcome back!' on stream 1",
+            ],
+            ["resumed=False", "resumed=True", "recv 'hello quic server! I'm back!' on stream 2"],
+        )
+        g.kernel_vs_peer(
+            s,
+            "userspace ticket client -> kernel server (alpn=ticket), 2 connections, workers",
+            ["role=server", "port=1244", "alpn=ticket"],
+            ["--port", "1244", "--alpn", "ticket", "--rounds", "2"],
+            [
+                "handshake completed",
+                "recv 'hello quic server!' on stream 2",
+                "handshake completed",
+                "recv 'hello quic server, I'm back!' on stream 2",
+                "send 'hello quic client! welcome back!' on stream 1",
+            ],
+            ["session data of", "resumed=True", "recv 'hello quic client! welcome back!'"],
+        )
+        s.daemon_log_has(d, ("(CLIENTHELLO, X509) done: status 0 ", "alpn ticket"), count=2)
+        s.daemon_log_has(d, ("(CLIENTHELLO, X509) done: status 0 ", "resumed", "0-RTT"))
+        s.daemon_log_has(d, ("(SERVERHELLO, X509) done: status 0 ", "alpn ticket"), count=2)
+        # the worker's GnuTLS anti-replay add asks the main process's store: 0-RTT accepted
+        s.daemon_log_has(d, ("(SERVERHELLO, X509) done: status 0 ", "resumed", "0-RTT"))
+        alive = set(workers)
+        check_done_senders(
+            s,
+            trace,
+            "(all 6 handshakes)",
+            lambda p: (
+                len(p) == 6 and d.pid not in p and set(p[2:]) <= alive and bool(fresh & set(p[2:]))
+            ),
+            f"6 DONEs from workers only; after the respawn from {sorted(alive)} incl. the "
+            f"replacement {sorted(fresh)}",
+        )
+        accepts = trace.senders("handshake_cmd_accept")
+        s.check(
+            f"tracepoint handshake_cmd_accept: 6 ACCEPTs, all from the main process {d.pid}",
+            len(accepts) == 6 and set(accepts) == {d.pid},
+            f"senders {accepts}",
+        )
+        lines = [x for x in d.log().splitlines() if "handshake for " in x]
+        s.check(
+            "every completion line names the peer (logged by the main after the worker's DONE)",
+            len(lines) == 6 and all("handshake for 127.0.0.1:" in x for x in lines),
+            [x for x in lines if "handshake for 127.0.0.1:" not in x] or f"{len(lines)} lines",
+        )
+        s.no_handshake_fds(d, "(main, fork server, workers) after all DONEs")
+        stop_main_only(s, d, {zygote, *first, *workers})
+    finally:
+        trace.close()
+
+
+FUNCS: dict[str, Callable[[g.Scenario], None]] = {
+    "workers_nvme_concurrent": sc_workers_nvme_concurrent,
+    "workers_kernel_quic": sc_workers_kernel_quic,
+}
