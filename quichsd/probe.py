@@ -20,7 +20,7 @@ import json
 import os
 import sys
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import uapi
 from .driver import HandshakeRequest, HandshakeResult, TlsPolicy, run_handshake
@@ -28,6 +28,9 @@ from .errors import GnuTLSError, QuichsdError
 from .gnutls.creds import AntiReplay, CertificateCredentials, generate_ticket_key
 from .tls.engine import CIPHER_TOKEN, Auth, Role
 from .uapi import CertRequest, Cipher
+
+if TYPE_CHECKING:
+    from .userspace.aioquic import UserspaceQuicSocket
 
 _CIPHERS = {token: c for c, token in CIPHER_TOKEN.items()}
 
@@ -129,8 +132,30 @@ def save_session(path: str, session: bytes, tp: bytes | None) -> None:
         )
 
 
-async def connect(args: argparse.Namespace) -> int:
+async def open_client_socket(
+    args: argparse.Namespace,
+    alpns: tuple[bytes, ...],
+    ciphers: tuple[Cipher, ...],
+    session: bytes | None,
+    peer_tp: bytes | None,
+) -> UserspaceQuicSocket:
+    """The probe's client QUIC socket (userspace stack over UDP), configured as a kernel
+    consumer would configure its socket: ALPN, cipher hint, stored session, ticket wait."""
     from .userspace.aioquic import UserspaceQuicSocket
+
+    return await UserspaceQuicSocket.connect(
+        args.host,
+        args.port,
+        alpns=alpns,
+        server_name=args.sni,
+        session_ticket=session,
+        peer_transport_params=peer_tp,
+        cipher=ciphers[0] if len(ciphers) == 1 else 0,
+        receive_session_ticket=2 if args.session_file else 0,
+    )
+
+
+async def connect(args: argparse.Namespace) -> int:
 
     alpns = parse_alpns(args.alpn)
     ciphers = parse_ciphers(args.ciphers)
@@ -152,16 +177,7 @@ async def connect(args: argparse.Namespace) -> int:
         req = replace(req, auth=Auth.PSK, psk_identity=args.psk_identity, psk_key=key)
     else:
         req = replace(req, x509=certificate_credentials(args.cafile, args.cert, args.key))
-    sock = await UserspaceQuicSocket.connect(
-        args.host,
-        args.port,
-        alpns=alpns,
-        server_name=args.sni,
-        session_ticket=session,
-        peer_transport_params=peer_tp,
-        cipher=ciphers[0] if len(ciphers) == 1 else 0,
-        receive_session_ticket=2 if args.session_file else 0,
-    )
+    sock = await open_client_socket(args, alpns, ciphers, session, peer_tp)
     try:
         res = await run_handshake(sock, req)
         if res.ok and args.session_file and sock.session_data:

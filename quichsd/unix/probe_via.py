@@ -20,6 +20,7 @@ from ..probe import (
     UsageError,
     emit,
     load_session,
+    open_client_socket,
     parse_alpns,
     parse_ciphers,
     save_session,
@@ -69,23 +70,13 @@ async def _run(path: str, sock: Any, req: ViaRequest) -> tuple[codec.Result, flo
 
 
 async def connect(args: argparse.Namespace) -> int:
-    from ..userspace.aioquic import UserspaceQuicSocket
 
     check_args(args)
     alpns = parse_alpns(args.alpn)
     ciphers = parse_ciphers(args.ciphers)
     session, peer_tp = load_session(args.session_file)
     peer_name = args.sni or args.host
-    sock = await UserspaceQuicSocket.connect(
-        args.host,
-        args.port,
-        alpns=alpns,
-        server_name=args.sni,
-        session_ticket=session,
-        peer_transport_params=peer_tp,
-        cipher=ciphers[0] if len(ciphers) == 1 else 0,
-        receive_session_ticket=2 if args.session_file else 0,
-    )
+    sock = await open_client_socket(args, alpns, ciphers, session, peer_tp)
     req = ViaRequest(
         uapi.MsgType.CLIENTHELLO, peer_name=peer_name, timeout_ms=int(args.timeout * 1000)
     )
