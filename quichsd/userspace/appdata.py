@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+from abc import ABC, abstractmethod
 from collections import deque
 
 from aioquic.quic import events as aq_events
@@ -44,7 +45,7 @@ class Readiness:
         self._w.close()
 
 
-class AppData:
+class AppData(ABC):
     """Post-handshake application data over aioquic (mixed into the socket)."""
 
     _loop: asyncio.AbstractEventLoop
@@ -55,8 +56,9 @@ class AppData:
     _closed: bool
     _eof: bool
 
+    @abstractmethod
     def transmit(self) -> None:
-        raise NotImplementedError
+        """Provided by the concrete socket."""
 
     async def wait_send_ready(self) -> bool:
         """Until stream data can be sent (0-RTT or 1-RTT keys); False if the socket closed."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+from abc import ABC, abstractmethod
 from collections import deque
 from typing import Any
 
@@ -28,7 +29,7 @@ def oserror(code: int, what: str) -> OSError:
 _err = oserror
 
 
-class SockOpts:
+class SockOpts(ABC):
     """The option half of the socket (mixed into :class:`UserspaceQuicSocket`)."""
 
     _loop: asyncio.AbstractEventLoop
@@ -46,14 +47,17 @@ class SockOpts:
     peer_transport_params: bytes | None
     selected_alpn: bytes | None
 
+    @abstractmethod
     def _nst_complete(self) -> bool:
-        raise NotImplementedError
+        """Provided by the concrete socket."""
 
+    @abstractmethod
     def _after_io(self) -> None:
-        raise NotImplementedError
+        """Provided by the concrete socket."""
 
+    @abstractmethod
     def close_info(self) -> uapi.ConnectionClose:
-        raise NotImplementedError
+        """Provided by the concrete socket."""
 
     def getsockopt(self, level: int, optname: int, buflen: int = 0, /) -> Any:
         if level == socket.SOL_SOCKET:
