@@ -1,14 +1,17 @@
 """``python -m quichsd.demo``: the main job, shown on a kernel without QUIC.
 
-1. ``quichsd --check`` on the embedded default config, then the daemon itself for a few
-   seconds: it reports whether the kernel's ``handshake`` family is there and keeps
-   serving (on this kind of machine it is absent and the daemon says so once).
-2. quichsd's handshake path (driver + GnuTLS engine) through the userspace QUIC socket,
-   as a client of Debian's ``gtlsserver`` (ngtcp2 + GnuTLS, an independent QUIC stack) over
-   UDP on loopback: a full handshake, then a resumed one with 0-RTT, then AES-128-CCM.
+1. ``quichsd --check`` on the shipped default config (etc/quichsd/config.yaml).
+2. The daemon itself, on the shipped defaults plus a demo PKI and a unix socket in a
+   temporary directory: it reports that the kernel's ``handshake`` family is absent (on
+   this kind of machine) and keeps serving its unix socket.
+3. Handshakes performed BY THE DAEMON for a userspace QUIC stack (``quichsd-probe --via``:
+   the QUIC connection lives in the probe, the TLS in the daemon), over UDP on loopback
+   against Debian's ngtcp2 (an independent QUIC stack on GnuTLS): as a client of
+   ``gtlsserver`` (full handshake, then resumption with 0-RTT, then AES-128-CCM), and as a
+   server for ``gtlsclient``.
+4. SIGTERM: the daemon drains and exits 0.
 
-A demo PKI is made in a temporary directory each run. Output is the daemon's log and
-the probe's JSON result lines.
+Output: the daemon's log and the probe's JSON result lines.
 """
 
 from __future__ import annotations
@@ -79,7 +82,9 @@ def make_pki(d: Path) -> None:
     pem = serialization.Encoding.PEM
     (d / "ca.pem").write_bytes(ca.public_bytes(pem))
     (d / "server.pem").write_bytes(srv.public_bytes(pem))
-    (d / "server.key").write_bytes(
+    key = d / "server.key"
+    key.touch(mode=0o600)
+    key.write_bytes(
         srv_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     (d / "htdocs").mkdir()
@@ -96,20 +101,71 @@ def bin_path(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
-def run_daemon(config: Path) -> int:
-    say(f"quichsd --check -c {config}")
-    rc = subprocess.call([bin_path("quichsd"), "--check", "-c", str(config)])
-    sys.stdout.write(f"exit status {rc}\n")
-    say("quichsd -s (runs 3 s, then SIGTERM)")
-    p = subprocess.Popen([bin_path("quichsd"), "-s", "-c", str(config)])
-    time.sleep(3)
+def demo_config(d: Path) -> Path:
+    """The shipped defaults, with the demo PKI and a private unix socket."""
+    cfg = d / "config.yaml"
+    cfg.write_text(
+        f"""client:
+  x509:
+    truststore: {d}/ca.pem
+server:
+  x509:
+    certificate: {d}/server.pem
+    private_key: {d}/server.key
+unix_socket:
+  path: {d}/run/quichsd.sock
+"""
+    )
+    return cfg
+
+
+def start_daemon(cfg: Path) -> subprocess.Popen[bytes]:
+    say(f"quichsd -s -c {cfg}")
+    p = subprocess.Popen([bin_path("quichsd"), "-s", "-c", str(cfg)])
+    sock = cfg.parent / "run" / "quichsd.sock"
+    for _ in range(200):
+        if sock.exists() or p.poll() is not None:
+            break
+        time.sleep(0.05)
+    return p
+
+
+def stop_daemon(p: subprocess.Popen[bytes]) -> int:
+    say("SIGTERM to the daemon")
     p.send_signal(signal.SIGTERM)
-    rc2 = p.wait(timeout=30)
-    sys.stdout.write(f"exit status {rc2}\n")
-    return rc or rc2
+    rc = p.wait(timeout=30)
+    sys.stdout.write(f"exit status {rc}\n")
+    return rc
+
+
+def gtlsclient(port: int, d: Path, *extra: str) -> int:
+    out = subprocess.run(
+        [
+            shutil.which("gtlsclient") or "/usr/bin/gtlsclient",
+            "127.0.0.1",
+            str(port),
+            f"https://localhost:{port}/",
+            "--exit-on-all-streams-close",
+            "--no-quic-dump",
+            "--no-http-dump",
+            "--handshake-timeout=10s",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=60,
+        cwd=d,
+    ).stdout
+    done = "QUIC handshake has completed" in out
+    # gtlsclient exits 0 whatever happened: its log says how the handshake went
+    rejected = "Early data was rejected" in out
+    sys.stdout.write(f"gtlsclient: handshake completed: {done}; early data rejected: {rejected}\n")
+    return 0 if done and not rejected else 1
 
 
 def run_probes(d: Path) -> int:
+    via = str(d / "run" / "quichsd.sock")
     server = shutil.which("gtlsserver") or "/usr/sbin/gtlsserver"
     port = free_udp_port()
     log = open(d / "gtlsserver.log", "w")  # noqa: SIM115 - closed below
@@ -138,22 +194,45 @@ def run_probes(d: Path) -> int:
         "h3",
         "--sni",
         "server.test",
-        "--cafile",
-        str(d / "ca.pem"),
+        "--via",
+        via,
     ]
     runs = [
-        ("full handshake, verified server certificate", ["--session-file", str(d / "s.json")]),
+        (
+            "full handshake, server certificate verified by the daemon",
+            ["--session-file", str(d / "s.json")],
+        ),
         ("resumption with 0-RTT", ["--session-file", str(d / "s.json"), "--early-data", "hi"]),
-        ("AES-128-CCM, X25519", ["--ciphers", "AES-128-CCM", "--groups", "X25519"]),
+        ("AES-128-CCM (the socket's cipher hint)", ["--ciphers", "AES-128-CCM"]),
     ]
     try:
         for title, extra in runs:
-            say(f"quichsd-probe -> gtlsserver (ngtcp2 + GnuTLS): {title}")
+            say(f"probe -> gtlsserver (ngtcp2 + GnuTLS), TLS in the daemon: {title}")
             failures += subprocess.call(base + extra, timeout=60) != 0
     finally:
         srv.terminate()
         srv.wait(timeout=10)
         log.close()
+    say("gtlsclient (ngtcp2 + GnuTLS) -> probe serve, TLS in the daemon: full, then 0-RTT")
+    sport = free_udp_port()
+    serve = subprocess.Popen(
+        [
+            bin_path("quichsd-probe"),
+            "serve",
+            str(sport),
+            "--alpn",
+            "h3",
+            "--count",
+            "2",
+            "--via",
+            via,
+        ],
+    )
+    time.sleep(1.0)
+    sess = [f"--session-file={d}/g.pem", f"--tp-file={d}/g.tp"]
+    failures += gtlsclient(sport, d, *sess)
+    failures += gtlsclient(sport, d, *sess)
+    failures += serve.wait(timeout=60) != 0
     return failures
 
 
@@ -162,10 +241,17 @@ def main() -> int:
         d = Path(tmp)
         os.chmod(d, 0o700)
         make_pki(d)
-        rc = run_daemon(DEFAULT_CONFIG)
-        failures = run_probes(d)
-    say("done: " + ("all handshakes succeeded" if not (rc or failures) else "FAILURES above"))
-    return 1 if (rc or failures) else 0
+        say(f"quichsd --check -c {DEFAULT_CONFIG}")
+        rc = subprocess.call([bin_path("quichsd"), "--check", "-c", str(DEFAULT_CONFIG)])
+        sys.stdout.write(f"exit status {rc}\n")
+        daemon = start_daemon(demo_config(d))
+        try:
+            failures = run_probes(d)
+        finally:
+            rc = stop_daemon(daemon) or rc
+    ok = not (rc or failures)
+    say("done: " + ("every handshake succeeded" if ok else "FAILURES above"))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
