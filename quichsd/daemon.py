@@ -50,7 +50,8 @@ processes (:mod:`quichsd.workers`); 1 (the default) is the single process above.
   the same anti-replay store). With no worker alive a kernel request also runs there.
 
 Signals: SIGHUP reloads the config and credentials (a bad file keeps the old ones;
-handshakes in flight keep their snapshot); SIGTERM/SIGINT stop accepting, let handshakes
+handshakes in flight keep their snapshot; the metrics endpoint, :mod:`quichsd.metrics_http`,
+follows ``metrics.enabled``/``listen``); SIGTERM/SIGINT stop accepting, let handshakes
 in flight finish within the grace period, answer the rest (DONE ETIMEDOUT) and exit 0.
 Where the kernel has no ``handshake`` family the daemon says so once and stays up.
 """
@@ -62,12 +63,13 @@ import contextlib
 import logging
 import signal
 
-from . import __version__, sdnotify
+from . import __version__, metrics, sdnotify
 from . import log as logsetup
 from .config import Settings, load_config
 from .credentials import Credentials, CredentialsError, SessionKeyrings, load_credentials
 from .errors import ConfigError
 from .gnutls import _lib as gnutls
+from .metrics_http import MetricsEndpoint
 from .netlink import HandshakeAgent, HandshakeFamilyUnavailable
 from .netlink.pyroute import PyrouteTransport
 from .service import HandshakeService
@@ -91,6 +93,8 @@ class Daemon:
         self.agent: HandshakeAgent | None = None
         self.pool: WorkerPool | None = None
         self.unix: UnixService | None = None
+        self.metrics = MetricsEndpoint()
+        self._metrics_reloads: set[asyncio.Task[None]] = set()
         self.keyrings = SessionKeyrings()
         # executor None: GnuTLS steps run inline on the loop (see the module docstring)
         self.service = HandshakeService(
@@ -107,6 +111,9 @@ class Daemon:
         status = await self.start_agent()
         if self.settings.unix_socket.enabled:
             status += "; " + await self.start_unix()
+        metrics.INFO.set(1, __version__, gnutls.version())
+        if self.settings.metrics.enabled:
+            status += f"; {await self.metrics.apply(self.settings.metrics)}"
         log.info("quichsd %s (GnuTLS %s) running: %s", __version__, gnutls.version(), status)
         sdnotify.notify(f"READY=1\nSTATUS={status}")
         wd_interval = sdnotify.watchdog_interval()
@@ -121,7 +128,7 @@ class Daemon:
             # both drain at once: the whole stop stays within one grace period
             parts = (self.unix, self.agent, self.pool)
             stops = [x.stop(timeout=STOP_GRACE) for x in parts if x is not None]
-            await asyncio.gather(*stops)
+            await asyncio.gather(*stops, self.metrics.stop())
         return 0
 
     def prepare_workers(self) -> None:
@@ -178,12 +185,22 @@ class Daemon:
         except (ConfigError, CredentialsError) as e:
             for line in e.errors:
                 log.error("reload refused: %s", line)
+            metrics.CONFIG_RELOADS.inc("refused")
             return
         self._apply(settings, creds)
         if self.pool is not None:
             self.pool.reload()
+        metrics.CONFIG_RELOADS.inc("ok")
         log.info("configuration reloaded from %s", self.config_path)
+        task = asyncio.get_running_loop().create_task(self._reload_metrics())
+        self._metrics_reloads.add(task)  # moves the endpoint if metrics.listen changed
+        task.add_done_callback(self._metrics_reloads.discard)
         sdnotify.notify("READY=1\nSTATUS=configuration reloaded")
+
+    async def _reload_metrics(self) -> None:
+        change = await self.metrics.apply(self.settings.metrics)
+        if change is not None:
+            log.info("%s", change)
 
     def reload_worker(self) -> str:
         """SIGHUP in a worker or the fork server: the same, quietly; raises if refused."""

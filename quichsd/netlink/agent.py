@@ -30,10 +30,11 @@ import errno
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from .. import uapi
+from .. import metrics, uapi
 from ..errors import HandshakeError
 from . import codec
 from .codec import AcceptRequest, MalformedMessage
@@ -139,6 +140,7 @@ class HandshakeAgent:
         kernel has no ``handshake`` family.
         """
         await self._transport.open()
+        metrics.IN_FLIGHT.add(0, "netlink")  # the series exists while we serve
         self._drain_wanted.set()  # requests submitted before we joined
         self._service = [
             asyncio.create_task(self._read_loop(), name="netlink-reader"),
@@ -233,6 +235,7 @@ class HandshakeAgent:
                 replies = await self._transport.request(body, codec.NLM_F_REQUEST)
             except Exception as exc:  # the drainer must survive anything
                 code = exc.errno if isinstance(exc, OSError) else None
+                metrics.NETLINK_ACCEPTS.inc("eagain" if code == errno.EAGAIN else "error")
                 if code == errno.EAGAIN:
                     log.debug("netlink: ACCEPT -> EAGAIN (nothing pending, or another agent won)")
                 elif code == errno.EPERM:
@@ -241,8 +244,10 @@ class HandshakeAgent:
                     log.error("netlink: ACCEPT failed: %s", exc)
                 break
             if not replies:
+                metrics.NETLINK_ACCEPTS.inc("error")
                 log.error("netlink: ACCEPT answered without a reply message")
                 break
+            metrics.NETLINK_ACCEPTS.inc("ok")
             for reply in replies:
                 self._spawn(reply)
 
@@ -261,6 +266,14 @@ class HandshakeAgent:
 
     async def _serve(self, reply: bytes) -> None:
         """Answer exactly one DONE for the fd in ``reply`` and close it, whatever happens."""
+        started = time.monotonic()
+        metrics.IN_FLIGHT.add(1, "netlink")
+        try:
+            await self._serve_one(reply, started)
+        finally:
+            metrics.IN_FLIGHT.add(-1, "netlink")
+
+    async def _serve_one(self, reply: bytes, started: float) -> None:
         request: AcceptRequest | None = None
         try:
             request = codec.decode_accept_reply(codec.parse_message(reply))
@@ -285,7 +298,7 @@ class HandshakeAgent:
                 peer = format_peer(sock)
                 if request is not None:
                     result = await self._run(request, sock)
-            await self._answer(sockfd, peer, request, result)
+            await self._answer(sockfd, peer, request, result, started)
         finally:
             if sock is not None:
                 sock.close()
@@ -308,11 +321,19 @@ class HandshakeAgent:
         peer: str,
         request: AcceptRequest | None,
         result: _Result,
+        started: float,
     ) -> None:
         status, remote_auth, reason, answered = result
         what = f"{request.message_type.name}, {request.auth_mode.name}" if request else "UNKNOWN"
         line = f"handshake for {peer} ({what}) done: status {status_text(status)}"
         log.info("%s%s", line, f" ({reason})" if reason else "")
+        metrics.handshake_finished(
+            "netlink",
+            request.message_type if request else None,
+            request.auth_mode if request else None,
+            errno_name(status),
+            time.monotonic() - started,
+        )
         if not answered:
             await send_done(self._transport, sockfd, status, remote_auth, peer)
 

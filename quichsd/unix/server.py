@@ -22,10 +22,10 @@ import os
 import socket
 import time
 
-from .. import uapi
+from .. import metrics, uapi
 from ..driver import HandshakeResult
 from ..netlink import AcceptRequest, HandshakeOutcome
-from ..netlink.agent import status_text
+from ..netlink.agent import errno_name, status_text
 from ..service import HandshakeService
 from . import codec, listen, wire
 from .remote import RemoteQuicSocket
@@ -69,6 +69,7 @@ class UnixService:
             sock = listen.bind(self.path)
             where = self.path
         self.listener = sock
+        metrics.IN_FLIGHT.add(0, "unix")  # the series exists while we serve
         self._accept = asyncio.create_task(self._accept_loop())
         return f"unix service on {where}"
 
@@ -180,6 +181,23 @@ class UnixService:
             peername=msg.peer_name,
         )
         start = time.monotonic()
+        metrics.IN_FLIGHT.add(1, "unix")
+        try:
+            await self._handshake(conn, cred, msg, rec, accept, start)
+        finally:
+            metrics.IN_FLIGHT.add(-1, "unix")
+
+    async def _handshake(
+        self,
+        conn: socket.socket,
+        cred: wire.PeerCred,
+        msg: codec.Request,
+        rec: wire.Record,
+        accept: AcceptRequest,
+        start: float,
+    ) -> None:
+        """Run one handshake; reply once; write the completion line and count it."""
+        handoff = msg.settings is None
         limit_s = self.service.timeout(accept) + GRACE
         remote: RemoteQuicSocket | None = None
         try:
@@ -199,6 +217,7 @@ class UnixService:
                 cred,
                 status_text(errno.ETIMEDOUT),
             )
+            self._count(msg, errno.ETIMEDOUT, start)
             raise
         if remote is not None and remote.protocol_error is not None:
             perr = remote.protocol_error
@@ -210,6 +229,12 @@ class UnixService:
         note = reply.error if reply.status else _describe(reply, start)
         line = f"unix handshake for {cred} ({what}) done: status {status_text(reply.status)}"
         log.info("%s%s", line, f" ({note})" if note else "")
+        self._count(msg, reply.status, start)
+
+    @staticmethod
+    def _count(msg: codec.Request, status: int, start: float) -> None:
+        elapsed = time.monotonic() - start
+        metrics.handshake_finished("unix", msg.role, msg.auth, errno_name(status), elapsed)
 
     async def _handoff(self, accept: AcceptRequest, rec: wire.Record) -> codec.Result:
         fd = rec.fds.pop()

@@ -1,0 +1,313 @@
+"""Metrics: counters fed by the netlink agent (FakeKernel seam), the HTTP endpoint over a
+real TCP socket, and the real `quichsd` process serving GET /metrics after a unix-service
+handshake against ngtcp2's gtlsserver."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from pki import make_pki
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "netlink"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "interop"))
+from test_nlagent import (  # noqa: E402
+    UDP,
+    FakeKernel,
+    fd_count,
+    never_called,
+    psk_reply,
+    running,
+    udp_fd,
+    until,
+)
+from userspace_peers import GtlsServer  # noqa: E402
+
+from quichsd import metrics, metrics_http  # noqa: E402
+from quichsd.config import ListenAddress, MetricsSettings  # noqa: E402
+from quichsd.metrics import Counter, Registry  # noqa: E402
+from quichsd.metrics_http import MetricsEndpoint, MetricsServer  # noqa: E402
+from quichsd.netlink import AcceptRequest, HandshakeAgent, HandshakeOutcome  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- counters moved by the agent ----------------------------------------------------------
+
+
+async def test_agent_counts_completions_accepts_and_in_flight() -> None:
+    kernel = FakeKernel()
+    base = fd_count()
+    nl = ("netlink", "client", "psk")
+    before = {
+        "eopnotsupp": metrics.HANDSHAKES.value(*nl, "EOPNOTSUPP"),
+        "ok": metrics.NETLINK_ACCEPTS.value("ok"),
+        "eagain": metrics.NETLINK_ACCEPTS.value("eagain"),
+        "dur": metrics.DURATION.count("netlink", "client"),
+    }
+    fd = udp_fd(4420)
+    kernel.pending.append(lambda seq: psk_reply(fd, seq))
+    async with running(HandshakeAgent(kernel, never_called)) as agent:
+        await until(lambda: len(kernel.dones()) == 1)
+        await agent.wait_idle()
+    assert metrics.HANDSHAKES.value(*nl, "EOPNOTSUPP") == before["eopnotsupp"] + 1
+    assert metrics.NETLINK_ACCEPTS.value("ok") == before["ok"] + 1
+    assert metrics.NETLINK_ACCEPTS.value("eagain") >= before["eagain"] + 1
+    assert metrics.DURATION.count("netlink", "client") == before["dur"] + 1
+    assert metrics.IN_FLIGHT.value("netlink") == 0
+    text = metrics.REGISTRY.render().decode()
+    assert 'quichsd_handshakes_in_flight{source="netlink"} 0\n' in text
+    line = 'quichsd_handshakes_total{source="netlink",role="client",auth="psk",status="EOPNOTSUPP"}'
+    assert f"{line} {int(before['eopnotsupp']) + 1}\n" in text
+    assert fd_count() == base
+
+
+async def test_in_flight_gauge_while_a_handler_runs() -> None:
+    kernel = FakeKernel()
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def handler(request: AcceptRequest, sock: socket.socket) -> HandshakeOutcome:
+        started.set()
+        await release.wait()
+        return HandshakeOutcome(0)
+
+    before = metrics.HANDSHAKES.value("netlink", "client", "psk", "OK")
+    fd = udp_fd()
+    kernel.pending.append(lambda seq: psk_reply(fd, seq))
+    async with running(HandshakeAgent(kernel, handler, quic_protocol=UDP)) as agent:
+        await asyncio.wait_for(started.wait(), 5)
+        assert metrics.IN_FLIGHT.value("netlink") == 1
+        release.set()
+        await until(lambda: len(kernel.dones()) == 1)
+        await agent.wait_idle()
+    assert metrics.IN_FLIGHT.value("netlink") == 0
+    assert metrics.HANDSHAKES.value("netlink", "client", "psk", "OK") == before + 1
+
+
+async def test_accept_errors_are_counted() -> None:
+    kernel = FakeKernel()
+    before = metrics.NETLINK_ACCEPTS.value("error")
+
+    async def eperm(body: bytes, flags: int) -> list[bytes]:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    kernel.request = eperm  # type: ignore[method-assign]
+    async with running(HandshakeAgent(kernel, never_called)) as agent:
+        await agent.wait_idle()
+    assert metrics.NETLINK_ACCEPTS.value("error") == before + 1
+
+
+# --- the HTTP endpoint over TCP -----------------------------------------------------------
+
+
+async def http(port: int, request: bytes, *, half_close: bool = True) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    if half_close:
+        writer.write_eof()
+    try:
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[MetricsServer, int]]:
+    reg = Registry()
+    reg.register(Counter("t_total", "T")).inc()
+    port = free_tcp_port()
+    srv = MetricsServer(ListenAddress("127.0.0.1", port), reg.render)
+    await srv.start()
+    yield srv, port
+    await srv.stop()
+
+
+async def test_endpoint_answers_and_survives_bad_requests(
+    server: tuple[MetricsServer, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _srv, port = server
+    ok = await http(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert ok.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n" in ok
+    assert ok.endswith(b"\r\n\r\n# HELP t_total T\n# TYPE t_total counter\nt_total 1\n")
+    assert (await http(port, b"GET /x HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 404 ")
+    assert (await http(port, b"DELETE /metrics HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 405 ")
+    assert (await http(port, b"\x00\xff garbage\r\n\r\n")).startswith(b"HTTP/1.1 400 ")
+    big = b"GET /metrics HTTP/1.1\r\n" + b"X: " + b"a" * 9000 + b"\r\n\r\n"
+    assert (await http(port, big)).startswith(b"HTTP/1.1 431 ")
+    many = b"GET /metrics HTTP/1.1\r\n" + b"X: aaaaaaaaaa\r\n" * 700 + b"\r\n"
+    assert (await http(port, many)).startswith(b"HTTP/1.1 431 ")
+    assert await http(port, b"GET /metrics HTTP/1.1\r\n") == b""  # EOF mid-head: no answer
+    monkeypatch.setattr(metrics_http, "READ_TIMEOUT", 0.2)
+    t0 = time.monotonic()
+    assert await http(port, b"GET /metrics HTTP/1.1\r\n", half_close=False) == b""
+    assert time.monotonic() - t0 < 5
+    assert (await http(port, b"GET /metrics HTTP/1.0\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
+
+
+async def test_endpoint_connection_cap(
+    server: tuple[MetricsServer, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _srv, port = server
+    monkeypatch.setattr(metrics_http, "MAX_CONNECTIONS", 2)
+    idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+    await asyncio.sleep(0.1)
+    assert (await http(port, b"GET /metrics HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 503 ")
+    for _r, w in idle:
+        w.close()
+    await asyncio.sleep(0.1)
+    assert (await http(port, b"GET /metrics HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
+
+
+async def test_endpoint_follows_settings() -> None:
+    reg = Registry()
+    ep = MetricsEndpoint(reg.render)
+    a, b = free_tcp_port(), free_tcp_port()
+    on_a = MetricsSettings(True, ListenAddress("127.0.0.1", a))
+    assert await ep.apply(on_a) == f"metrics on http://127.0.0.1:{a}/metrics"
+    assert await ep.apply(on_a) is None  # unchanged: not restarted
+    assert (await http(a, b"GET /metrics HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
+    assert await ep.apply(MetricsSettings(True, ListenAddress("127.0.0.1", b))) is not None
+    assert (await http(b, b"GET /metrics HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
+    with pytest.raises(ConnectionRefusedError):
+        await http(a, b"GET /metrics HTTP/1.1\r\n\r\n")
+    # the new address is taken: stays on the old one and says so
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        busy = MetricsSettings(True, ListenAddress("127.0.0.1", taken.getsockname()[1]))
+        change = await ep.apply(busy)
+        assert change is not None and change.startswith("metrics not moved (")
+        assert "cannot listen on 127.0.0.1:" in change and change.endswith(f":{b}/metrics")
+    assert (await http(b, b"GET /metrics HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
+    assert await ep.apply(MetricsSettings(False, on_a.listen)) == "metrics disabled"
+    with pytest.raises(ConnectionRefusedError):
+        await http(b, b"GET /metrics HTTP/1.1\r\n\r\n")
+    await ep.stop()
+
+
+# --- the real daemon ----------------------------------------------------------------------
+
+
+def get(port: int, request: bytes = b"GET /metrics HTTP/1.1\r\nHost: q\r\n\r\n") -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request)
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+        return out
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 15 and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"metrics port {port} never opened:\n{log.read_text()}")
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[tuple[Path, Path, int, subprocess.Popen[bytes]]]:
+    d = tmp_path
+    make_pki().write(d)
+    (d / "htdocs").mkdir()
+    (d / "htdocs" / "index.html").write_text("hello\n")
+    sock = d / "quichsd.sock"
+    port = free_tcp_port()
+    cfg = d / "config.yaml"
+    cfg.write_text(
+        f"client:\n  x509:\n    truststore: {d / 'ca.pem'}\n"
+        f"unix_socket:\n  path: {sock}\n  allowed_uids: [{os.getuid()}]\n"
+        f'metrics:\n  enabled: true\n  listen: "127.0.0.1:{port}"\n'
+    )
+    log = d / "daemon.log"
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
+    proc = subprocess.Popen(
+        [str(BIN / "quichsd"), "-s", "-c", str(cfg)],
+        stdout=log.open("w"), stderr=subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, proc, log)
+        yield d, sock, port, proc
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.peer
+def test_daemon_serves_metrics_after_a_unix_handshake(
+    daemon: tuple[Path, Path, int, subprocess.Popen[bytes]],
+) -> None:
+    d, sock, port, proc = daemon
+    first = get(port)
+    assert first.startswith(b"HTTP/1.1 200 OK\r\n"), first
+    body = first.partition(b"\r\n\r\n")[2].decode()
+    assert re.search(r'^quichsd_info\{version="[^"]+",gnutls="3\.[0-9.]+"\} 1$', body, re.M), body
+    assert 'quichsd_handshakes_in_flight{source="unix"} 0\n' in body
+    assert "quichsd_handshakes_total{" not in body
+    srv = GtlsServer(d, d / "server.pem", d / "server.key")
+    try:
+        p = subprocess.run(
+            [str(BIN / "quichsd-probe"), "connect", "127.0.0.1", str(srv.port), "--sni",
+             "server.test", "--alpn", "h3", "--via", str(sock)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        srv.stop()
+    (res,) = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
+    assert p.returncode == 0 and res["ok"] is True, (p.stdout, p.stderr)
+    # malformed requests get 400 and the daemon keeps serving
+    assert get(port, b"NOT HTTP AT ALL\r\n\r\n").startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert get(port, b"\x16\x03\x01\x00\x05hello\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert get(port, b"POST /metrics HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 405 ")
+    assert get(port, b"GET /favicon.ico HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 404 ")
+    after = get(port).partition(b"\r\n\r\n")[2].decode()
+    line = 'quichsd_handshakes_total{source="unix",role="client",auth="x509",status="OK"} 1\n'
+    assert line in after, after
+    assert 'quichsd_handshake_duration_seconds_count{source="unix",role="client"} 1\n' in after
+    assert proc.poll() is None
+
+
+def test_daemon_sighup_moves_the_endpoint(
+    daemon: tuple[Path, Path, int, subprocess.Popen[bytes]],
+) -> None:
+    d, sock, port, proc = daemon
+    cfg = d / "config.yaml"
+    new = free_tcp_port()
+    cfg.write_text(cfg.read_text().replace(f":{port}", f":{new}"))
+    proc.send_signal(signal.SIGHUP)
+    wait_for_port(new, proc, d / "daemon.log")
+    body = get(new).partition(b"\r\n\r\n")[2].decode()
+    assert 'quichsd_config_reloads_total{result="ok"} 1\n' in body
+    with pytest.raises(ConnectionRefusedError):
+        get(port)
+    cfg.write_text("handshake:\n  default_timeout_ms: -5\n")
+    proc.send_signal(signal.SIGHUP)
+    t0 = time.monotonic()
+    while 'result="refused"} 1' not in (body := get(new).decode()):
+        assert time.monotonic() - t0 < 10, body
+        time.sleep(0.05)
+    assert f"metrics on http://127.0.0.1:{new}/metrics" in (d / "daemon.log").read_text()
