@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
@@ -58,7 +59,7 @@ def _labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str
     return "{" + ",".join(parts) + "}" if parts else ""
 
 
-class _Metric:
+class _Metric(ABC):
     kind = ""
 
     def __init__(self, name: str, help_text: str, labelnames: Sequence[str] = ()) -> None:
@@ -76,8 +77,9 @@ class _Metric:
     def header(self) -> list[str]:
         return [f"# HELP {self.name} {_escape_help(self.help)}", f"# TYPE {self.name} {self.kind}"]
 
+    @abstractmethod
     def samples(self) -> list[str]:
-        raise NotImplementedError  # pragma: no cover - every concrete metric defines it
+        """The exposition lines of this metric's samples."""
 
 
 class _Scalar(_Metric):
