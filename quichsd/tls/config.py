@@ -103,9 +103,13 @@ def _priority_string(
     if groups:
         parts.append("-GROUP-ALL")
         parts += ["+GROUP-" + g for g in groups]
-    if auth is Auth.PSK or resumption_kx is ResumptionKx.PSK:
+    # Key exchange with a PSK (resumption tickets and external PSKs alike): psk_dhe_ke,
+    # forward secret, is preferred unless the policy says psk_ke. A server also accepts
+    # psk_ke-only clients (tlshd's priority string offers +PSK only); an external-PSK
+    # client offers both modes, resuming clients only psk_dhe_ke.
+    if resumption_kx is ResumptionKx.PSK:
         parts += ["+PSK", "+ECDHE-PSK", "+DHE-PSK"]
-    elif role is Role.SERVER:  # prefer psk_dhe_ke, still resume psk_ke-only clients
+    elif role is Role.SERVER or auth is Auth.PSK:
         parts += ["+ECDHE-PSK", "+DHE-PSK", "+PSK"]
     else:
         parts += ["+ECDHE-PSK", "+DHE-PSK"]

@@ -9,7 +9,7 @@ import pytest
 from engine_helpers import HT_CERTIFICATE, Run
 
 from quichsd.errors import KeyRejected, PeerRejected
-from quichsd.tls.engine import Auth, EngineConfig
+from quichsd.tls.engine import Auth, EngineConfig, ResumptionKx, priority_string
 from quichsd.tls.events import AlertSent, HandshakeComplete, Secret
 from quichsd.uapi import CryptoLevel
 
@@ -39,9 +39,8 @@ def test_psk_handshake(
     assert c.peer_certificates == s.peer_certificates == ()
     assert not any(ht == HT_CERTIFICATE for _, ht, _ in t.messages("server"))
     assert c.alpn == s.alpn == b"h3"
-    # priority_string lists +PSK first for Auth.PSK, so external PSK is psk_ke: no
-    # (EC)DHE group and no forward secrecy (a deliberate choice to revisit; see report)
-    assert c.group is None and s.group is None
+    # external PSK uses psk_dhe_ke by default: an (EC)DHE group, so forward secrecy
+    assert c.group is not None and c.group == s.group
     cs, ss = t.secrets("client"), t.secrets("server")
     for lv in (CryptoLevel.HANDSHAKE, CryptoLevel.APP):
         assert cs[(lv, True)].secret == ss[(lv, False)].secret
@@ -71,3 +70,22 @@ def test_wrong_key_fails(psk_client: EngineConfig, psk_server: EngineConfig, run
     assert "illegal parameter" in err.reason
     assert t.of("server", AlertSent) == [AlertSent(47)]
     assert not t.of("server", Secret)
+
+
+def test_psk_ke_policy_and_a_tlshd_style_client(
+    psk_client: EngineConfig, psk_server: EngineConfig, run: Run
+) -> None:
+    """resumption_key_exchange psk on both sides gives psk_ke (no group); a client
+    offering psk_ke only (tlshd's +PSK) is still served by our default server."""
+    ke = dataclasses.replace(psk_client, resumption_kx=ResumptionKx.PSK)
+    t = run(
+        ke,
+        dataclasses.replace(psk_server, resumption_kx=ResumptionKx.PSK),
+        psk_identity="alice",
+        psk_key=KEYS["alice"],
+    )
+    assert not t.errors and t.complete("client").group is None
+    assert "+PSK:+ECDHE-PSK" in priority_string(ke)
+    t = run(ke, psk_server, psk_identity="alice", psk_key=KEYS["alice"])
+    assert not t.errors, t.errors
+    assert t.complete("server").psk_identity == "alice"
