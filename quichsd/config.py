@@ -307,6 +307,14 @@ def line_of(node: Node) -> int:
     return int(node.start_mark.line) + 1
 
 
+def _key_name(knode: Node) -> str:
+    """A mapping key as it may appear in a one-line error: quoted if not printable."""
+    if not isinstance(knode, ScalarNode):
+        return f"<{_describe(knode)}>"
+    text = str(knode.value)
+    return text if text.isprintable() else repr(text)
+
+
 def section(cls: type, checks: dict[str, _Check]) -> _Check:
     """A mapping whose keys are ``checks``; builds ``cls`` from the valid ones."""
 
@@ -319,7 +327,8 @@ def section(cls: type, checks: dict[str, _Check]) -> _Check:
         first: dict[str, int] = {}
         for knode, vnode in node.value:
             name = knode.value if _is(knode, "str") else None
-            dotted = f"{key}.{knode.value}" if key else str(knode.value)
+            shown = _key_name(knode)
+            dotted = f"{key}.{shown}" if key else shown
             if name is None or name not in checks:
                 kind = (
                     "merge keys (<<) are not supported"
