@@ -60,7 +60,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(line, file=sys.stderr)  # noqa: T201
             return 1
         return 0
-    logsetup.setup(settings.log.level, stderr=args.stderr, gnutls_level=settings.log.gnutls_level)
+    logsetup.setup(
+        settings.log.level,
+        stderr=args.stderr,
+        gnutls_level=settings.log.gnutls_level,
+        handshake_completion=settings.log.handshake_completion,
+    )
     if args.config is None and not os.path.exists(path):
         log.log(logsetup.NOTICE, "%s not found; running with the built-in defaults", path)
     from .daemon import serve

@@ -215,7 +215,10 @@ class Daemon:
     def _apply(self, settings: Settings, creds: Credentials) -> None:
         self.settings = settings
         logsetup.setup(
-            settings.log.level, stderr=self.stderr, gnutls_level=settings.log.gnutls_level
+            settings.log.level,
+            stderr=self.stderr,
+            gnutls_level=settings.log.gnutls_level,
+            handshake_completion=settings.log.handshake_completion,
         )
         self.service.reload(settings, creds)
         self.keyrings.link_session_keyrings(settings.keyrings)

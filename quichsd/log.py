@@ -22,6 +22,22 @@ LEVELS = {
     "error": logging.ERROR,
 }
 _gnutls_log = logging.getLogger("quichsd.gnutls")
+_successes_at = logging.INFO
+
+
+def set_handshake_completion(enabled: bool) -> None:
+    """``log.handshake_completion``: successful completion lines at INFO, or at DEBUG."""
+    global _successes_at
+    _successes_at = logging.INFO if enabled else logging.DEBUG
+
+
+def completion_level(status: int) -> int:
+    """Level of a handshake's completion line: failures always at INFO (they must name
+    the peer and the reason); successes at INFO, or DEBUG with
+    ``log.handshake_completion: false``."""
+    return logging.INFO if status else _successes_at
+
+
 _gnutls_cb: object = None
 
 
@@ -29,8 +45,15 @@ def journal_available() -> bool:
     return bool(os.environ.get("JOURNAL_STREAM")) or os.path.exists("/run/systemd/journal/socket")
 
 
-def setup(level: str = "info", *, stderr: bool = False, gnutls_level: int = 0) -> None:
+def setup(
+    level: str = "info",
+    *,
+    stderr: bool = False,
+    gnutls_level: int = 0,
+    handshake_completion: bool = True,
+) -> None:
     """Configure the root ``quichsd`` logger (idempotent: handlers are replaced)."""
+    set_handshake_completion(handshake_completion)
     root = logging.getLogger("quichsd")
     for h in list(root.handlers):
         root.removeHandler(h)

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 from .. import metrics, uapi
 from ..errors import HandshakeError
+from ..log import completion_level
 from . import codec
 from .codec import AcceptRequest, MalformedMessage
 from .transport import NetlinkTransport
@@ -326,7 +327,7 @@ class HandshakeAgent:
         status, remote_auth, reason, answered = result
         what = f"{request.message_type.name}, {request.auth_mode.name}" if request else "UNKNOWN"
         line = f"handshake for {peer} ({what}) done: status {status_text(status)}"
-        log.info("%s%s", line, f" ({reason})" if reason else "")
+        log.log(completion_level(status), "%s%s", line, f" ({reason})" if reason else "")
         metrics.handshake_finished(
             "netlink",
             request.message_type if request else None,

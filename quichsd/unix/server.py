@@ -24,6 +24,7 @@ import time
 
 from .. import metrics, uapi
 from ..driver import HandshakeResult
+from ..log import completion_level
 from ..netlink import AcceptRequest, HandshakeOutcome
 from ..netlink.agent import errno_name, status_text
 from ..service import HandshakeService
@@ -228,7 +229,7 @@ class UnixService:
         what = f"{msg.role.name}, {msg.auth.name}, {'fd handoff' if handoff else 'socket-ops'}"
         note = reply.error if reply.status else _describe(reply, start)
         line = f"unix handshake for {cred} ({what}) done: status {status_text(reply.status)}"
-        log.info("%s%s", line, f" ({note})" if note else "")
+        log.log(completion_level(reply.status), "%s%s", line, f" ({note})" if note else "")
         self._count(msg, reply.status, start)
 
     @staticmethod

@@ -667,3 +667,34 @@ async def test_completion_line_names_the_peer_as_accepted(
     assert kernel.dones() == []  # answered by the handler (a worker)
     (line,) = completion_lines(logs)
     assert line.startswith("handshake for 127.0.0.1:4433 (CLIENTHELLO, PSK) done: status 0 ")
+
+
+async def test_successful_completion_lines_follow_log_handshake_completion(
+    kernel: FakeKernel, logs: pytest.LogCaptureFixture
+) -> None:
+    """log.handshake_completion false: successes at DEBUG, failures still at INFO."""
+    from quichsd import log as logsetup
+
+    async def ok(request: AcceptRequest, sock: socket.socket) -> HandshakeOutcome:
+        return HandshakeOutcome(0)
+
+    logsetup.set_handshake_completion(False)
+    try:
+        fd_ok = udp_fd()
+        kernel.pending.append(lambda seq: psk_reply(fd_ok, seq))
+        agent = HandshakeAgent(kernel, ok, quic_protocol=socket.IPPROTO_UDP)
+        async with running(agent):
+            await until(lambda: len(kernel.dones()) == 1)
+        fd_tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM).detach()
+        kernel.pending.append(lambda seq: psk_reply(fd_tcp, seq))
+        agent = HandshakeAgent(kernel, ok)
+        async with running(agent):
+            await until(lambda: len(kernel.dones()) == 2)
+    finally:
+        logsetup.set_handshake_completion(True)
+    levels = {
+        r.getMessage().split(" done: status ")[1][:2]: r.levelno
+        for r in logs.records
+        if " done: status " in r.getMessage()
+    }
+    assert levels == {"0 ": logging.DEBUG, "95": logging.INFO}, levels
