@@ -203,10 +203,16 @@ async def serve(args: argparse.Namespace) -> int:
     cc = certificate_credentials(args.cafile, args.cert, args.key)
     psk: dict[str, bytes] = {}
     if args.psk_file:
-        for line in _read(args.psk_file).decode().splitlines():
+        text = _read(args.psk_file).decode(errors="replace")
+        for n, line in enumerate(text.splitlines(), 1):
             ident, _, hexkey = line.partition(":")
             if ident and hexkey:
-                psk[ident.strip()] = bytes.fromhex(hexkey.strip())
+                try:
+                    psk[ident.strip()] = bytes.fromhex(hexkey.strip())
+                except ValueError:
+                    raise UsageError(
+                        f"{args.psk_file}:{n}: key of {ident.strip()!r} is not hex"
+                    ) from None
     ticket_key = generate_ticket_key() if args.ticket else None
     server = await UserspaceQuicServer.listen(
         args.host,

@@ -10,6 +10,7 @@ APT_PACKAGES=(
   libkeyutils1 keyutils                    # kernel keyrings (libkeyutils via ctypes; keyctl for tests)
   libsystemd-dev pkg-config gcc            # to build systemd-python (sd_notify, journal)
   systemd                                  # systemd-analyze (unit security check in the tests)
+  groff-base man-db                        # groff/man: tests/unit/test_man.py renders the man pages
   python3-venv
 )
 missing=()
