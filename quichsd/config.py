@@ -129,6 +129,10 @@ class Settings:
 
 _TAG = "tag:yaml.org,2002:"
 _DECIMAL = re.compile(r"[-+]?(0|[1-9](_?[0-9])*)")
+#: what YAML 1.1 (PyYAML's resolver) reads as an integer
+_YAML11_INT = re.compile(
+    r"[-+]?(0b[0-1_]+|0[0-7_]+|(0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+|[1-9][0-9_]*(:[0-5]?[0-9])+)"
+)
 
 
 class _Invalid(Exception):
@@ -208,17 +212,26 @@ def boolean(ctx: _Ctx, node: Node, key: str) -> bool:
     return bool(node.value.lower() == "true")
 
 
+def _not_decimal(raw: str) -> str:
+    """Why an int-tagged scalar is refused, with what YAML 1.1 makes of it when it can say
+    (``!!int`` may tag any text: only YAML 1.1 integer syntax is handed to the loader)."""
+    advice = "write a plain decimal number"
+    if _YAML11_INT.fullmatch(raw):
+        try:
+            meant = yaml.safe_load(raw)
+        except ValueError:  # integer syntax without digits, e.g. 0b_ or 0x_
+            meant = None
+        if isinstance(meant, int):
+            return f"{raw!r} is not a decimal integer (YAML 1.1 reads it as {meant}); {advice}"
+    return f"{raw!r} is not a decimal integer; {advice}"
+
+
 def integer(lo: int, hi: int) -> _Check:
     def check(ctx: _Ctx, node: Node, key: str) -> int:
         if isinstance(node, ScalarNode) and node.tag in (_TAG + "int", _TAG + "str"):
             raw = node.value
             if node.tag == _TAG + "int" and not _DECIMAL.fullmatch(raw):
-                meant = yaml.safe_load(raw)
-                raise _Invalid(
-                    node,
-                    f"{raw!r} is not a decimal integer (YAML 1.1 reads it as "
-                    f"{meant}); write a plain decimal number",
-                )
+                raise _Invalid(node, _not_decimal(raw))
             if node.tag == _TAG + "str" and not node.style and re.fullmatch(r"[-+]?0o\d+", raw):
                 raise _Invalid(
                     node,

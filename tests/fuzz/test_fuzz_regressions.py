@@ -28,3 +28,28 @@ def test_unknown_key_error_is_one_line(text: str, expected: str) -> None:
     (line,) = info.value.errors
     assert line.startswith(expected + " (expected one of "), line
     assert "\n" not in line and "\r" not in line and line.isprintable()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        # found by test_every_trap_at_every_key: !!int may tag any text, which was handed
+        # to yaml.safe_load (a ParserError / ComposerError escaped parse_config)
+        ("!!int '[1'", "'[1' is not a decimal integer; write a plain decimal number"),
+        ('!!int "*x"', "'*x' is not a decimal integer; write a plain decimal number"),
+        ("!!int 'a: b'", "'a: b' is not a decimal integer; write a plain decimal number"),
+        # YAML 1.1 integer syntax without digits: int("", 2) raised ValueError
+        ("0b_", "'0b_' is not a decimal integer; write a plain decimal number"),
+        ("-0x_", "'-0x_' is not a decimal integer; write a plain decimal number"),
+        # what YAML 1.1 reads is still shown when it is an integer
+        (
+            "0x1f",
+            "'0x1f' is not a decimal integer (YAML 1.1 reads it as 31); write a plain "
+            "decimal number",
+        ),
+    ],
+)
+def test_int_tagged_text_is_a_config_error(value: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(f"handshake:\n  workers: {value}\n", P)
+    assert info.value.errors == [f"{P}:2: handshake.workers: {message}"]
