@@ -417,10 +417,15 @@ def _semantic(ctx: _Ctx, s: Settings) -> None:
         )
 
 
+#: what YAML counts as a line break (marks count lines by these, not only by LF)
+_YAML_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+
+
 def _syntax_line(exc: yaml.YAMLError, text: str) -> int:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     if mark is not None:
-        return int(mark.line) + 1
+        # libyaml puts the end of a text without a final line break on the line after it
+        return min(int(mark.line) + 1, len(_YAML_LINE_BREAK.split(text)))
     position = getattr(exc, "position", None)  # ReaderError: a character offset
     return text.count("\n", 0, position) + 1 if isinstance(position, int) else 1
 

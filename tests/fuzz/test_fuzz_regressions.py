@@ -53,3 +53,19 @@ def test_int_tagged_text_is_a_config_error(value: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(f"handshake:\n  workers: {value}\n", P)
     assert info.value.errors == [f"{P}:2: handshake.workers: {message}"]
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("[", 1),  # found by test_arbitrary_text: was line 2 of a one-line text
+        ("log: {", 1),
+        ("[\n", 2),  # the empty line after the break exists
+        ("a: 1\u2028b: [", 2),  # YAML counts U+2028 as a line break
+    ],
+)
+def test_syntax_error_at_end_of_text_names_a_line_of_it(text: str, line: int) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, P)
+    (error,) = info.value.errors
+    assert error.startswith(f"{P}:{line}: YAML syntax error: "), error
