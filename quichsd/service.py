@@ -286,19 +286,39 @@ class HandshakeService:
         return replace(req, auth=Auth.X509, x509=x509, cert_request=cert_request)
 
 
-def describe(result: HandshakeResult) -> str:
-    """The success part of the completion line: suite, group, ALPN, resumption, time."""
-    info = result.info
-    if info is None:
-        return f"{result.elapsed * 1000:.0f} ms"
-    parts = [uapi.CIPHER_SUITE_NAME[Cipher(info.cipher)]]
-    if info.group:
-        parts.append(info.group)
-    if info.alpn:
-        parts.append("alpn " + info.alpn.decode(errors="replace"))
-    if info.resumed:
+def completion_summary(
+    cipher: int | None,
+    group: str | None,
+    alpn: bytes | None,
+    resumed: bool,
+    early_data: bool,
+    ms: float,
+) -> str:
+    """The success part of a completion line: suite, group, ALPN, resumption, time."""
+    parts = []
+    if cipher in _KNOWN_CIPHERS:
+        parts.append(uapi.CIPHER_SUITE_NAME[Cipher(cipher)])
+    if group:
+        parts.append(group)
+    if alpn:
+        parts.append("alpn " + alpn.decode(errors="replace"))
+    if resumed:
         parts.append("resumed")
-    if info.early_data_accepted:
+    if early_data:
         parts.append("0-RTT")
-    parts.append(f"{result.elapsed * 1000:.0f} ms")
+    parts.append(f"{ms:.0f} ms")
     return ", ".join(parts)
+
+
+_KNOWN_CIPHERS = frozenset(int(c) for c in Cipher)
+
+
+def describe(result: HandshakeResult) -> str:
+    """:func:`completion_summary` of a driver result."""
+    info = result.info
+    ms = result.elapsed * 1000
+    if info is None:
+        return completion_summary(None, None, None, False, False, ms)
+    return completion_summary(
+        info.cipher, info.group, info.alpn, info.resumed, info.early_data_accepted, ms
+    )

@@ -27,7 +27,7 @@ from ..driver import HandshakeResult
 from ..log import completion_level
 from ..netlink import AcceptRequest, HandshakeOutcome
 from ..netlink.agent import errno_name, status_text
-from ..service import HandshakeService
+from ..service import HandshakeService, completion_summary
 from . import codec, listen, wire
 from .remote import RemoteQuicSocket
 
@@ -267,16 +267,5 @@ def _drain(conn: socket.socket, limit: int = 64) -> None:
 
 
 def _describe(r: codec.Result, start: float) -> str:
-    parts = []
-    if r.cipher is not None and r.cipher in set(uapi.Cipher):
-        parts.append(uapi.CIPHER_SUITE_NAME[uapi.Cipher(r.cipher)])
-    if r.group:
-        parts.append(r.group)
-    if r.alpn:
-        parts.append("alpn " + r.alpn.decode(errors="replace"))
-    if r.resumed:
-        parts.append("resumed")
-    if r.early_data:
-        parts.append("0-RTT")
-    parts.append(f"{(time.monotonic() - start) * 1000:.0f} ms")
-    return ", ".join(parts)
+    ms = (time.monotonic() - start) * 1000
+    return completion_summary(r.cipher, r.group, r.alpn, r.resumed, r.early_data, ms)
