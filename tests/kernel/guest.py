@@ -1033,6 +1033,34 @@ def sc_kernel_quic_psk(s: Scenario) -> None:
     s.no_handshake_fds(d, "after DONE")
 
 
+# the alpn=ticket sample (two connections each way): what the kernel logs and what the
+# userspace peer prints (kernel_quic_resumption and workers_kernel_quic)
+TICKET_KERNEL_CLIENT_LINES = [
+    "handshake completed",
+    "recv 'hello quic client!' on stream 1",
+    "send 'hello quic server! I'm back!' on stream 2",
+    "handshake completed",
+    "recv 'hello quic client! welcome back!' on stream 1",
+]
+TICKET_PEER_SERVER_LINES = [
+    "resumed=False",
+    "resumed=True",
+    "recv 'hello quic server! I'm back!' on stream 2",
+]
+TICKET_KERNEL_SERVER_LINES = [
+    "handshake completed",
+    "recv 'hello quic server!' on stream 2",
+    "handshake completed",
+    "recv 'hello quic server, I'm back!' on stream 2",
+    "send 'hello quic client! welcome back!' on stream 1",
+]
+TICKET_PEER_CLIENT_LINES = [
+    "session data of",
+    "resumed=True",
+    "recv 'hello quic client! welcome back!'",
+]
+
+
 def sc_kernel_quic_resumption(s: Scenario) -> None:
     d = quic_setup(s)
     kernel_vs_peer(
@@ -1040,14 +1068,8 @@ def sc_kernel_quic_resumption(s: Scenario) -> None:
         "kernel ticket client (alpn=ticket) -> userspace server, 2 connections",
         ["role=client", "port=1238", "alpn=ticket"],
         ["--port", "1238", "--alpn", "ticket", "--rounds", "2"],
-        [
-            "handshake completed",
-            "recv 'hello quic client!' on stream 1",
-            "send 'hello quic server! I'm back!' on stream 2",
-            "handshake completed",
-            "recv 'hello quic client! welcome back!' on stream 1",
-        ],
-        ["resumed=False", "resumed=True", "recv 'hello quic server! I'm back!' on stream 2"],
+        TICKET_KERNEL_CLIENT_LINES,
+        TICKET_PEER_SERVER_LINES,
     )
     s.daemon_log_has(d, ("(CLIENTHELLO, X509) done: status 0 ", "alpn ticket"), count=2)
     s.daemon_log_has(d, ("(CLIENTHELLO, X509) done: status 0 ", "resumed"), count=1)
@@ -1056,14 +1078,8 @@ def sc_kernel_quic_resumption(s: Scenario) -> None:
         "userspace ticket client -> kernel server (alpn=ticket), 2 connections",
         ["role=server", "port=1239", "alpn=ticket"],
         ["--port", "1239", "--alpn", "ticket", "--rounds", "2"],
-        [
-            "handshake completed",
-            "recv 'hello quic server!' on stream 2",
-            "handshake completed",
-            "recv 'hello quic server, I'm back!' on stream 2",
-            "send 'hello quic client! welcome back!' on stream 1",
-        ],
-        ["session data of", "resumed=True", "recv 'hello quic client! welcome back!'"],
+        TICKET_KERNEL_SERVER_LINES,
+        TICKET_PEER_CLIENT_LINES,
     )
     s.daemon_log_has(d, ("(SERVERHELLO, X509) done: status 0 ", "alpn ticket"), count=2)
     s.daemon_log_has(d, ("(SERVERHELLO, X509) done: status 0 ", "resumed"), count=1)

@@ -317,28 +317,16 @@ def sc_workers_kernel_quic(s: g.Scenario) -> None:
             "kernel ticket client (alpn=ticket) -> userspace server, 2 connections, workers",
             ["role=client", "port=1243", "alpn=ticket"],
             ["--port", "1243", "--alpn", "ticket", "--rounds", "2"],
-            [
-                "handshake completed",
-                "recv 'hello quic client!' on stream 1",
-                "send 'hello quic server! I'm back!' on stream 2",
-                "handshake completed",
-                "recv 'hello quic client! welcome back!' on stream 1",
-            ],
-            ["resumed=False", "resumed=True", "recv 'hello quic server! I'm back!' on stream 2"],
+            g.TICKET_KERNEL_CLIENT_LINES,
+            g.TICKET_PEER_SERVER_LINES,
         )
         g.kernel_vs_peer(
             s,
             "userspace ticket client -> kernel server (alpn=ticket), 2 connections, workers",
             ["role=server", "port=1244", "alpn=ticket"],
             ["--port", "1244", "--alpn", "ticket", "--rounds", "2"],
-            [
-                "handshake completed",
-                "recv 'hello quic server!' on stream 2",
-                "handshake completed",
-                "recv 'hello quic server, I'm back!' on stream 2",
-                "send 'hello quic client! welcome back!' on stream 1",
-            ],
-            ["session data of", "resumed=True", "recv 'hello quic client! welcome back!'"],
+            g.TICKET_KERNEL_SERVER_LINES,
+            g.TICKET_PEER_CLIENT_LINES,
         )
         s.daemon_log_has(d, ("(CLIENTHELLO, X509) done: status 0 ", "alpn ticket"), count=2)
         s.daemon_log_has(d, ("(CLIENTHELLO, X509) done: status 0 ", "resumed", "0-RTT"))
