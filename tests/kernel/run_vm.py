@@ -5,12 +5,19 @@ Host side, stdlib only.  Steps:
 
 1. ``tests/kernel/setup.sh`` (idempotent; installs qemu, udev, busybox-static,
    keyutils, kmod, a virtme-ng venv and the unpacked kernel into the cache).
-2. ``timeout ... vng --disable-kvm --force-9p --run VMLINUZ --rwdir OUT --exec GUEST``
-   in its own process group; the whole group is killed on timeout and any
-   qemu left behind by this run is killed by pid afterwards.
+2. ``timeout ... vng --disable-kvm --force-9p --verbose --run VMLINUZ --rwdir OUT
+   --exec 'sh OUT/guest-cmd.sh'`` in its own process group, from ``/``; the whole
+   group is killed on timeout and any qemu left behind by this run is killed by pid
+   afterwards.  The guest command lives in a file so that the kernel command line
+   stays short whatever the checkout's path (the kernel truncates it at 2048 bytes,
+   and a truncated ``init=`` or ``virtme.exec=`` makes the guest power off silently);
+   a ``--dry-run`` first checks its length.  ``--verbose`` sends the kernel console to
+   the runner, which keeps it in ``OUT/console.txt``.
 3. Reads ``OUT/results.jsonl`` written by ``guest.py`` and prints one line per
    scenario; for a failed scenario also its checks, the guest dmesg of that
-   scenario and the daemon log(s).
+   scenario and the daemon log(s).  A boot that produced no result at all (the
+   guest died before the first scenario, not a timeout) is diagnosed from the
+   console and tried once more; the report names the first attempt's failure.
 
 Exit status: 0 when every scenario passed or was skipped for a stated reason,
 1 when a scenario failed or produced no result, 2 when the VM could not run.
@@ -25,6 +32,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import resource
 import shlex
 import signal
 import subprocess
@@ -44,6 +53,11 @@ sys.path.insert(0, str(HERE))
 from guest import SCENARIOS  # noqa: E402  (stdlib only; one list for host and guest)
 
 DEFAULT_TIMEOUT = 540
+#: x86 COMMAND_LINE_SIZE is 2048; keep a margin for what virtme adds at boot
+CMDLINE_LIMIT = 2000
+#: boots tried when a boot produced no result at all (never after a timeout)
+BOOT_ATTEMPTS = 2
+KERNEL_LINE = re.compile(r"^\[\s*\d+\.\d+\] ")
 
 
 class VMError(RuntimeError):
@@ -60,6 +74,7 @@ class TierResult:
     out: Path = Path()
     console: str = ""
     error: str | None = None
+    attempts: list[str] = field(default_factory=list)
 
     def failed(self) -> list[str]:
         return [
@@ -147,13 +162,8 @@ def hidden_in_guest(p: Path) -> bool:
     return any(s == h or s.startswith(h + "/") for h in GUEST_TMPFS)
 
 
-def boot(
-    vmlinuz: Path, out: Path, guest_cmd: str, timeout: int, echo: bool, rodirs: list[Path]
-) -> tuple[int, str, float]:
-    """Run the guest command under vng; return (rc, console text, wall seconds).
-
-    ``rodirs``: host folders the guest must see although its tmpfs mounts hide them.
-    """
+def vng_command(vmlinuz: Path, out: Path, rodirs: list[Path]) -> tuple[list[str], dict[str, str]]:
+    """The vng argv (without ``--exec``) and its environment."""
     venv_bin = cache_dir() / "venv" / "bin"
     vng = venv_bin / "vng"
     if not vng.is_file():
@@ -161,30 +171,125 @@ def boot(
     env = dict(os.environ)
     env["PATH"] = f"{venv_bin}:{env.get('PATH', '/usr/bin:/bin')}"
     cmd = [
-        "timeout",
-        "--kill-after=15",
-        str(timeout),
         str(vng),
         "--disable-kvm",
         "--force-9p",
+        "--verbose",
         "--run",
         str(vmlinuz),
         "--memory",
         "4G",
         "--cpus",
         "2",
+        # one host thread runs both vCPUs: with multi-threaded TCG a vCPU can run a stale
+        # translation of kernel text that another vCPU is patching (jump labels, static
+        # calls), hits the int3 of text_poke_bp after it was lifted, and the guest dies
+        # in "Oops: int3" (seen at boot and on the first TCP connect)
+        "--qemu-opts=-accel tcg,thread=single",
         "--rwdir",
         str(out),
     ]
     for d in rodirs:
         if hidden_in_guest(d):
             cmd += ["--rodir", str(d.resolve())]
-    cmd += ["--exec", guest_cmd]
+    return cmd, env
+
+
+def kernel_cmdline(cmd: list[str], env: dict[str, str], exec_cmd: str) -> str | None:
+    """The kernel command line vng would boot with (``--dry-run``); None if unreadable."""
+    try:
+        p = subprocess.run(
+            [*cmd, "--dry-run", "--exec", exec_cmd],
+            cwd="/",
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in (p.stdout + p.stderr).splitlines():
+        if "qemu-system" in line and "-append" in line:
+            try:
+                argv = shlex.split(line)
+            except ValueError:
+                return None
+            if "-append" in argv[:-1]:
+                return argv[argv.index("-append") + 1]
+    return None
+
+
+def host_facts() -> str:
+    """What on the host could stop a VM silently (memory and task limits), for reports."""
+    facts = []
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, ctrl, path = line.split(":", 2)
+            for c, files in (
+                ("memory", ("memory.limit_in_bytes", "memory.max")),
+                ("pids", ("pids.max",)),
+            ):
+                if c in ctrl.split(",") or (ctrl == "" and c == "memory"):
+                    base = Path("/sys/fs/cgroup") / (c if ctrl else "") / path.lstrip("/")
+                    for f in files:
+                        if (base / f).is_file():
+                            facts.append(f"{f}={(base / f).read_text().strip()}")
+    except OSError:
+        pass
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    facts.append(f"RLIMIT_AS={'unlimited' if soft == resource.RLIM_INFINITY else soft}")
+    try:
+        mem = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        facts.append(f"MemAvailable={mem.get('MemAvailable', '?').strip()}")
+    except (OSError, ValueError):
+        pass
+    return ", ".join(facts)
+
+
+def diagnose(console: str) -> str:
+    """Why a boot produced no result, read off the kernel console (vng --verbose)."""
+    lines = console.splitlines()
+    for i, line in enumerate(lines):
+        if "Kernel panic" in line:
+            return "guest kernel panic: " + " | ".join(x.strip() for x in lines[i : i + 3])
+    init = [x for x in lines if "virtme-init:" in x or "virtme initramfs:" in x]
+    if any("reboot: Power down" in x for x in lines):
+        return "the guest powered off before any scenario ran; last init lines: " + (
+            " | ".join(x.strip() for x in init[-3:]) or "none"
+        )
+    if not any(KERNEL_LINE.match(x) for x in lines):
+        return "qemu printed no kernel output at all (it did not start, or died at once)"
+    return (
+        "the console stops without a panic or a power-down: qemu ended from outside "
+        f"(killed?); last line: {lines[-1].strip() if lines else ''!r}"
+    )
+
+
+def boot(
+    vmlinuz: Path, out: Path, guest_cmd: str, timeout: int, echo: bool, rodirs: list[Path]
+) -> tuple[int, str, float]:
+    """Run the guest command under vng; return (rc, console text, wall seconds).
+
+    ``rodirs``: host folders the guest must see although its tmpfs mounts hide them.
+    The guest command goes to ``OUT/guest-cmd.sh`` (see the module docstring).
+    """
+    cmd, env = vng_command(vmlinuz, out, rodirs)
+    script = out / "guest-cmd.sh"
+    script.write_text(f"exec {guest_cmd}\n")
+    exec_cmd = shlex.join(["sh", str(script)])
+    append = kernel_cmdline(cmd, env, exec_cmd)
+    if append is not None and len(append) > CMDLINE_LIMIT:
+        raise VMError(
+            f"the kernel command line would be {len(append)} bytes (the kernel keeps 2048): "
+            f"shorten the paths of the checkout or of --out; it was: {append}"
+        )
+    cmd = ["timeout", "--kill-after=15", str(timeout), *cmd, "--exec", exec_cmd]
     t0 = time.monotonic()
     console: list[str] = []
     proc = subprocess.Popen(
         cmd,
-        cwd=REPO,
+        cwd="/",
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -198,7 +303,7 @@ def boot(
         assert proc.stdout is not None
         for line in proc.stdout:
             console.append(line)
-            if echo:
+            if echo and not KERNEL_LINE.match(line):
                 print(f"vm| {line}", end="", flush=True)
 
     th = threading.Thread(target=pump, daemon=True)
@@ -219,6 +324,26 @@ def boot(
         if left:
             console.append(f"run_vm: killed leftover VM processes {left}\n")
     return rc, "".join(console), time.monotonic() - t0
+
+
+def read_results(out: Path, res: TierResult) -> None:
+    rfile = out / "results.jsonl"
+    if rfile.exists():
+        for line in rfile.read_text().splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                res.results[rec["name"]] = rec
+    mfile = out / "meta.json"
+    if mfile.exists():
+        res.meta = json.loads(mfile.read_text())
+        res.boot_seconds = res.meta.get("guest_uptime_at_start")
+
+
+def clear_guest_output(out: Path) -> None:
+    """Remove what a failed boot's guest may have written (not the config, not consoles)."""
+    for f in out.glob("*"):
+        if f.is_file() and f.name != "config.yaml" and not f.name.startswith("console-"):
+            f.unlink()
 
 
 def run_tier(
@@ -280,23 +405,30 @@ def run_tier(
             raise VMError(
                 f"--out {out} would be hidden in the guest (tmpfs there); use another folder"
             )
-        res.rc, res.console, _ = boot(vmlinuz, out, guest_cmd, tmo, echo, rodirs)
-        if res.rc in (124, 137, -9):
-            res.error = f"VM timed out after {tmo}s (rc {res.rc})"
-        rfile = out / "results.jsonl"
-        if rfile.exists():
-            for line in rfile.read_text().splitlines():
-                if line.strip():
-                    rec = json.loads(line)
-                    res.results[rec["name"]] = rec
-        mfile = out / "meta.json"
-        if mfile.exists():
-            res.meta = json.loads(mfile.read_text())
-            res.boot_seconds = res.meta.get("guest_uptime_at_start")
-        if not res.results and not res.error:
-            res.error = (
-                f"the VM produced no results (vng rc {res.rc}); console:\n{res.console[-6000:]}"
+        for attempt in range(1, BOOT_ATTEMPTS + 1):
+            t_boot = time.monotonic()
+            res.rc, res.console, _ = boot(vmlinuz, out, guest_cmd, tmo, echo, rodirs)
+            (out / f"console-{attempt}.txt").write_text(res.console)
+            if res.rc in (124, 137, -9):
+                res.error = f"VM timed out after {tmo}s (rc {res.rc})"
+            read_results(out, res)
+            if res.results or res.error:
+                break
+            why = (
+                f"boot {attempt} produced no result after {time.monotonic() - t_boot:.1f}s "
+                f"(vng rc {res.rc}): {diagnose(res.console)}; host: {host_facts()}"
             )
+            res.attempts.append(why)
+            print(f"run_vm: {why}", flush=True)
+            if attempt == BOOT_ATTEMPTS:
+                res.error = (
+                    "the VM produced no results:\n  "
+                    + "\n  ".join(res.attempts)
+                    + f"\nconsole of the last boot (tail; all of it in {out}/console-*.txt):\n"
+                    + res.console[-6000:]
+                )
+            else:
+                clear_guest_output(out)
     except VMError as e:
         res.error = str(e)
     except subprocess.TimeoutExpired as e:
@@ -335,6 +467,8 @@ def report(res: TierResult, only: list[str] | None = None) -> int:
         f"{res.boot_seconds}s uptime, consumer setup {res.meta.get('setup_seconds')}s, "
         f"out {res.out}"
     )
+    for why in res.attempts:
+        print(f"VM BOOT RETRIED: {why}")
     if res.error:
         print(f"VM ERROR: {res.error}")
     bad = 0

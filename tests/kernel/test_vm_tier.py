@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -39,6 +40,9 @@ def tier(tmp_path_factory: pytest.TempPathFactory) -> Any:
     res = run_vm.run_tier(out=out, echo=False)
     # the runner's report (outcomes, dmesg and daemon logs of failures) in the pytest output
     run_vm.report(res)
+    for why in res.attempts:
+        # a boot that died before any scenario ran was tried again: say so in the summary
+        warnings.warn(f"VM boot retried: {why}", stacklevel=1)
     return res
 
 
