@@ -12,7 +12,7 @@ Host side, stdlib only.  Steps:
    stays short whatever the checkout's path (the kernel truncates it at 2048 bytes,
    and a truncated ``init=`` or ``virtme.exec=`` makes the guest power off silently);
    a ``--dry-run`` first checks its length.  ``--verbose`` sends the kernel console to
-   the runner, which keeps it in ``OUT/console.txt``.
+   the runner, which keeps it in ``OUT/console-N.txt`` (N = boot attempt).
 3. Reads ``OUT/results.jsonl`` written by ``guest.py`` and prints one line per
    scenario; for a failed scenario also its checks, the guest dmesg of that
    scenario and the daemon log(s).  A boot that produced no result at all (the
