@@ -29,7 +29,9 @@ from .credentials import (
 from .driver import HandshakeRequest, HandshakeResult, TlsPolicy, run_handshake
 from .errors import GnuTLSError, HandshakeError, InvalidRequest, LocalError
 from .gnutls.creds import AntiReplay, CertificateCredentials, PriorityCache
+from .keyring import KEY_SPEC_USER_KEYRING
 from .netlink import AcceptRequest, HandshakeOutcome
+from .peerkeys import peer_certificate_key
 from .quicsocket import QuicSocket
 from .tls.engine import CIPHER_TOKEN, Auth, ResumptionKx, Role
 from .uapi import CertRequest, Cipher
@@ -130,10 +132,14 @@ class HandshakeService:
         keyrings: SessionKeyrings | None = None,
         executor: Executor | None = None,
         socket_adapter: SocketAdapter | None = None,
+        peer_key_keyring: int = KEY_SPEC_USER_KEYRING,
     ) -> None:
         """``socket_adapter`` turns the accepted socket into the QuicSocket the driver
-        runs on; None (production) uses the kernel socket itself."""
+        runs on; None (production) uses the kernel socket itself. ``peer_key_keyring``
+        receives the x509 peer's certificate key for a kernel request's REMOTE_AUTH
+        (:mod:`quichsd.peerkeys`)."""
         self.socket_adapter = socket_adapter
+        self.peer_key_keyring = peer_key_keyring
         self.snapshot = Snapshot(settings, credentials, tls_policy(settings))
         self.anti_replay = AntiReplay()
         self.priorities = PriorityCache()
@@ -150,26 +156,38 @@ class HandshakeService:
         return min(ms, h.max_timeout_ms) / 1000.0
 
     async def handle(self, request: AcceptRequest, sock: socket.socket) -> HandshakeOutcome:
-        """The netlink agent's handler: one handshake on an accepted QUIC socket."""
-        return (await self.handle_detailed(request, sock))[0]
+        """The netlink agent's handler: one handshake on an accepted QUIC socket. An x509
+        peer's certificate becomes a kernel key whose serial is the REMOTE_AUTH."""
+        return (await self.handle_detailed(request, sock, peer_key=True))[0]
 
     async def handle_detailed(
-        self, request: AcceptRequest, sock: socket.socket, qsock: QuicSocket | None = None
+        self,
+        request: AcceptRequest,
+        sock: socket.socket,
+        qsock: QuicSocket | None = None,
+        *,
+        peer_key: bool = False,
     ) -> tuple[HandshakeOutcome, HandshakeResult | None]:
         """:meth:`handle` plus the driver's result (None if it did not run). With ``qsock``
         the driver runs on it instead (the unix service's socket-ops; ``sock`` is then the
-        client's unix connection)."""
+        client's unix connection). ``peer_key``: report an x509 peer as a kernel key (only
+        a kernel consumer reads REMOTE_AUTH)."""
         snap = self.snapshot
         try:
             if self.keyrings is not None:
                 with self.keyrings.request_keyring(request.keyring):
-                    return await self._handle(snap, request, sock, qsock)
-            return await self._handle(snap, request, sock, qsock)
+                    return await self._handle(snap, request, sock, qsock, peer_key)
+            return await self._handle(snap, request, sock, qsock, peer_key)
         except HandshakeError as e:
             return HandshakeOutcome(e.status, (), e.reason), None
 
     async def _handle(
-        self, snap: Snapshot, request: AcceptRequest, sock: socket.socket, qsock: QuicSocket | None
+        self,
+        snap: Snapshot,
+        request: AcceptRequest,
+        sock: socket.socket,
+        qsock: QuicSocket | None,
+        peer_key: bool,
     ) -> tuple[HandshakeOutcome, HandshakeResult | None]:
         sock.setblocking(False)
         if request.message_type is uapi.MsgType.CLIENTHELLO:
@@ -212,7 +230,15 @@ class HandshakeService:
                 owned.close()
         if result.error is not None:
             return HandshakeOutcome(result.status, (), result.error.reason), result
-        return HandshakeOutcome(0, tuple(psk_serials), describe(result)), result
+        remote = tuple(psk_serials)
+        info = result.info
+        if peer_key and not remote and info is not None and info.peer_certificates:
+            peer = req.peer_name if role is Role.CLIENT else peer_address(sock)
+            serial = peer_certificate_key(
+                info.peer_certificates[0], peer or "unknown peer", self.peer_key_keyring
+            )
+            remote = (serial,) if serial is not None else ()
+        return HandshakeOutcome(0, remote, describe(result)), result
 
     # -- auth modes -------------------------------------------------------------------------
     def _psk(

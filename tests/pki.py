@@ -112,6 +112,7 @@ class Pki:
     inter: Issued
     server: Issued  # P-256, signed by ca
     server_rsa: Issued  # RSA-2048, signed by ca
+    client_rsa: Issued  # RSA-2048 client.test (kernels without ECDSA parse it as a key)
     server_chained: Issued  # P-256, signed by the intermediate
     client: Issued
     expired: Issued
@@ -125,7 +126,8 @@ class Pki:
     def write(self, d: Path) -> dict[str, Path]:
         """Write PEM files for external peers; returns name -> path."""
         out: dict[str, Path] = {}
-        for name in ("ca", "server", "server_rsa", "client", "expired", "wrong_name", "rogue"):
+        names = ("ca", "server", "server_rsa", "client", "client_rsa", "expired", "wrong_name")
+        for name in (*names, "rogue"):
             it: Issued = getattr(self, name)
             (d / f"{name}.pem").write_bytes(it.cert_pem)
             (d / f"{name}.key").write_bytes(it.key_pem)
@@ -154,6 +156,7 @@ def make_pki() -> Pki:
         server_rsa=issue("server.test", ca, kind="rsa", sans=SERVER_NAMES, eku="server"),
         server_chained=issue("server.test", inter, sans=SERVER_NAMES, eku="server"),
         client=issue("client.test", ca, sans=("client.test",), eku="client"),
+        client_rsa=issue("client.test", ca, kind="rsa", sans=("client.test",), eku="client"),
         expired=issue(
             "server.test",
             ca,

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from quichsd import keyring as kr
+from quichsd import peerkeys
 from quichsd.credentials import Credentials, Format, SessionKeyrings, lookup_psk, psk_from_serial
 from quichsd.errors import LocalError
 
@@ -255,3 +256,48 @@ def test_find_missing_keyring() -> None:
         "find_key_by_type_and_desc(keyring 'quichsd-no-such-keyring'): "
         "Required key not available (ENOKEY)"
     )
+
+
+# -- the x509 peer's certificate as a kernel key (quichsd.peerkeys, DONE's REMOTE_AUTH) --
+
+
+def test_peer_certificate_becomes_an_asymmetric_key() -> None:
+    der = _der_cert()
+    serial = peerkeys.peer_certificate_key(der, "server.test", SESSION)
+    assert serial is not None and serial > 0
+    d = kr.describe_key(serial)
+    assert (d.type, d.description) == ("asymmetric", "TLS x509 server.test")
+    assert kr.keyring_members(SESSION) == [serial]
+
+
+def test_peer_certificate_key_replaces_the_previous_one_of_that_peer() -> None:
+    first = peerkeys.peer_certificate_key(_der_cert(), "server.test", SESSION)
+    other = peerkeys.peer_certificate_key(_der_cert(), "other.test", SESSION)
+    again = peerkeys.peer_certificate_key(_der_cert(), "server.test", SESSION)
+    assert None not in (first, other, again) and again != first
+    # one key per peer: the first server.test key lost its link
+    assert sorted(kr.keyring_members(SESSION)) == sorted([other, again])
+
+
+def test_unparsable_certificate_gives_no_serial_and_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    peerkeys._warned.discard(errno.EBADMSG)
+    caplog.set_level(logging.DEBUG, logger="quichsd.peerkeys")
+    assert peerkeys.peer_certificate_key(b"\x30\x03\x02\x01\x00", "10.0.0.7", SESSION) is None
+    assert peerkeys.peer_certificate_key(b"\x30\x03\x02\x01\x00", "10.0.0.8", SESSION) is None
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (
+            logging.WARNING,
+            "peer 10.0.0.7: its certificate could not become a kernel key, so DONE reports "
+            "no REMOTE_AUTH: add_key(type 'asymmetric', description 'TLS x509 10.0.0.7', "
+            "into @s): Bad message (EBADMSG)",
+        ),
+        (
+            logging.DEBUG,
+            "peer 10.0.0.8: its certificate could not become a kernel key, so DONE reports "
+            "no REMOTE_AUTH: add_key(type 'asymmetric', description 'TLS x509 10.0.0.8', "
+            "into @s): Bad message (EBADMSG)",
+        ),
+    ]
+    assert kr.keyring_members(SESSION) == []

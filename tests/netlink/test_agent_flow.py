@@ -1,6 +1,10 @@
 """The daemon's READY -> ACCEPT -> driver -> DONE flow with the kernel replaced only at the
 netlink socket boundary (hand-built ACCEPT reply, DONE bytes asserted) and the QUIC socket
-being the aioquic-backed userspace one, handshaking with ngtcp2's gtlsserver over UDP."""
+being the aioquic-backed userspace one, handshaking with ngtcp2's gtlsserver over UDP.
+
+The server's certificate is RSA so that this machine's kernel can parse it: DONE's
+REMOTE_AUTH is then the serial of the ``asymmetric`` key the daemon made of it (the host
+kernel here has no ECDSA for x509 keys)."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import asyncio
 import socket
 import struct
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,11 +20,16 @@ import pytest
 from pki import make_pki
 from test_nlagent import READY, FakeKernel, done_sent, fd_count, fd_open, nlmsg, s32, u32, until
 
+from quichsd import keyring as kr
 from quichsd.config import parse_config
 from quichsd.credentials import load_credentials
 from quichsd.netlink import HandshakeAgent
 from quichsd.service import HandshakeService
 from quichsd.userspace.aioquic import UserspaceQuicSocket
+from quichsd.userspace.server import UserspaceQuicServer
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "interop"))
+from userspace_peers import gtlsclient  # noqa: E402
 
 pytestmark = pytest.mark.peer
 
@@ -47,8 +57,8 @@ async def test_ready_accept_handshake_done_against_gtlsserver(tmp_path: Path) ->
             "/usr/sbin/gtlsserver",
             "127.0.0.1",
             str(port),
-            str(tmp_path / "server.key"),
-            str(tmp_path / "server.pem"),
+            str(tmp_path / "server_rsa.key"),
+            str(tmp_path / "server_rsa.pem"),
             "-d",
             str(tmp_path / "htdocs"),
             "-q",
@@ -66,7 +76,15 @@ async def test_ready_accept_handshake_done_against_gtlsserver(tmp_path: Path) ->
         host, p = sock.getpeername()
         return await UserspaceQuicSocket.connect(host, p, alpns=[b"h3"], server_name="server.test")
 
-    service = HandshakeService(settings, load_credentials(settings), socket_adapter=over_aioquic)
+    peer_keys = kr.add_key(
+        "keyring", f"quichsd-test-peers-{port}", None, kr.KEY_SPEC_PROCESS_KEYRING
+    )
+    service = HandshakeService(
+        settings,
+        load_credentials(settings),
+        socket_adapter=over_aioquic,
+        peer_key_keyring=peer_keys,
+    )
     kernel = FakeKernel()
     agent = HandshakeAgent(kernel, service.handle, quic_protocol=socket.IPPROTO_UDP)
     base = fd_count()
@@ -79,11 +97,80 @@ async def test_ready_accept_handshake_done_against_gtlsserver(tmp_path: Path) ->
         kernel.mcast.put_nowait([READY])
         await until(lambda: len(kernel.dones()) == 1, timeout=20)
         await agent.stop(timeout=2)
+        done = kernel.dones()[0]
+        (serial,) = kr.keyring_members(peer_keys)
+        assert kr.describe_key(serial).description == "TLS x509 server.test"
     finally:
         server.terminate()
         server.wait(timeout=10)
-    done = kernel.dones()[0]
-    assert done == done_sent(kernel.seq_of(done), 0, fd), done.hex()
+        kr.invalidate(peer_keys)
+    assert done == done_sent(kernel.seq_of(done), 0, fd, (serial,)), done.hex()
     assert not fd_open(fd)
     await asyncio.sleep(0.1)
     assert fd_count() == base
+
+
+def x509_server_reply(fd: int, seq: int) -> bytes:
+    """ACCEPT reply for a SERVERHELLO request: sockfd, message type, timeout, auth mode."""
+    attrs = s32(1, fd) + u32(3, 2) + u32(4, 5000) + u32(5, 3)
+    return nlmsg(2, attrs, seq=seq, pid=4242)
+
+
+async def test_server_reports_the_client_certificate_as_remote_auth(tmp_path: Path) -> None:
+    """SERVERHELLO with a required client certificate: gtlsclient presents an RSA client
+    certificate; DONE's REMOTE_AUTH is the serial of the key made of it, named after the
+    client's address (tlshd sends 0xffffffff placeholders here)."""
+    pki = make_pki()
+    pki.write(tmp_path)
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        "server:\n"
+        "  x509:\n"
+        f"    certificate: {tmp_path / 'server.pem'}\n"
+        f"    private_key: {tmp_path / 'server.key'}\n"
+        f"    truststore: {tmp_path / 'ca.pem'}\n"
+        "  client_certificate: require\n"
+    )
+    settings = parse_config(cfg.read_text(), str(cfg))
+    listener = await UserspaceQuicServer.listen("127.0.0.1", 0, alpns=[b"h3"])
+    port = listener.address[1]
+
+    async def accepted(sock: socket.socket) -> UserspaceQuicSocket:
+        return await listener.accept(timeout=10)
+
+    peer_keys = kr.add_key(
+        "keyring", f"quichsd-test-peers-{port}", None, kr.KEY_SPEC_PROCESS_KEYRING
+    )
+    service = HandshakeService(
+        settings, load_credentials(settings), socket_adapter=accepted, peer_key_keyring=peer_keys
+    )
+    kernel = FakeKernel()
+    agent = HandshakeAgent(kernel, service.handle, quic_protocol=socket.IPPROTO_UDP)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.connect(("127.0.0.1", port))  # stands for the kernel socket: its peer is 127.0.0.1
+    fd = udp.detach()
+    kernel.pending.append(lambda seq: x509_server_reply(fd, seq))
+    client = asyncio.create_task(
+        gtlsclient(
+            port,
+            tmp_path,
+            f"--key={tmp_path / 'client_rsa.key'}",
+            f"--cert={tmp_path / 'client_rsa.pem'}",
+            timeout=20,
+        )
+    )
+    try:
+        await agent.start()
+        kernel.mcast.put_nowait([READY])
+        await until(lambda: len(kernel.dones()) == 1, timeout=20)
+        await agent.stop(timeout=2)
+        done = kernel.dones()[0]
+        (serial,) = kr.keyring_members(peer_keys)
+        assert kr.describe_key(serial).description == "TLS x509 127.0.0.1"
+    finally:
+        await client  # gtlsclient ends on the close (it is killed after its own timeout)
+        listener.close()
+        await listener.wait_closed()
+        kr.invalidate(peer_keys)
+    assert done == done_sent(kernel.seq_of(done), 0, fd, (serial,)), done.hex()
+    assert not fd_open(fd)
