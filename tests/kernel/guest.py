@@ -930,6 +930,13 @@ def sc_kernel_quic_sample(s: Scenario) -> None:
         ["handshake completed", *PEER_SERVER_LINES],
     )
     s.daemon_log_has(d, ("(CLIENTHELLO, X509) done: status 0 ", "alpn sample"), count=1)
+    keys = [x for x in Path("/proc/keys").read_text().splitlines() if "TLS x509 server.test:" in x]
+    s.check(
+        "the daemon made the server's certificate a kernel key for DONE's REMOTE_AUTH "
+        "(/proc/keys: 'TLS x509 server.test: X509.ecdsa ...', parsed by this kernel)",
+        any(" asymmetri" in x and "X509." in x for x in keys),
+        keys,
+    )
     kernel_vs_peer(
         s,
         "userspace client -> kernel server (x509)",
