@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,10 +22,10 @@ from pki import make_pki
 from test_nlagent import READY, FakeKernel, done_sent, fd_count, fd_open, nlmsg, s32, u32, until
 
 from quichsd import keyring as kr
-from quichsd.config import parse_config
+from quichsd.config import Settings, parse_config
 from quichsd.credentials import load_credentials
 from quichsd.netlink import HandshakeAgent
-from quichsd.service import HandshakeService
+from quichsd.service import HandshakeService, SocketAdapter
 from quichsd.userspace.aioquic import UserspaceQuicSocket
 from quichsd.userspace.server import UserspaceQuicServer
 
@@ -43,6 +44,41 @@ def x509_client_reply(fd: int, seq: int, peername: bytes) -> bytes:
     attrs += struct.pack("=HH", 4 + len(name), 8) + name + b"\0" * pad
     attrs += u32(4, 5000) + u32(5, 3)
     return nlmsg(2, attrs, seq=seq, pid=4242)
+
+
+async def serve_one_request(
+    settings: Settings,
+    adapter: SocketAdapter,
+    port: int,
+    reply: Callable[[int, int], bytes],
+) -> tuple[bytes, int, int, list[tuple[int, str]]]:
+    """READY -> ACCEPT (answered with ``reply(fd, seq)``) -> handshake -> DONE through the
+    real agent and service. The accepted fd is a UDP socket connected to 127.0.0.1:port.
+    Returns the DONE bytes, their seq, the fd, and the peer keys made (serial, description)
+    in a keyring of this test, removed afterwards."""
+    peer_keys = kr.add_key("keyring", f"quichsd-peers-{port}", None, kr.KEY_SPEC_PROCESS_KEYRING)
+    try:
+        service = HandshakeService(
+            settings,
+            load_credentials(settings),
+            socket_adapter=adapter,
+            peer_key_keyring=peer_keys,
+        )
+        kernel = FakeKernel()
+        agent = HandshakeAgent(kernel, service.handle, quic_protocol=socket.IPPROTO_UDP)
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.connect(("127.0.0.1", port))
+        fd = udp.detach()
+        kernel.pending.append(lambda seq: reply(fd, seq))
+        await agent.start()
+        kernel.mcast.put_nowait([READY])
+        await until(lambda: len(kernel.dones()) == 1, timeout=20)
+        await agent.stop(timeout=2)
+        done = kernel.dones()[0]
+        keys = [(k, kr.describe_key(k).description) for k in kr.keyring_members(peer_keys)]
+        return done, kernel.seq_of(done), fd, keys
+    finally:
+        kr.invalidate(peer_keys)
 
 
 async def test_ready_accept_handshake_done_against_gtlsserver(tmp_path: Path) -> None:
@@ -76,35 +112,19 @@ async def test_ready_accept_handshake_done_against_gtlsserver(tmp_path: Path) ->
         host, p = sock.getpeername()
         return await UserspaceQuicSocket.connect(host, p, alpns=[b"h3"], server_name="server.test")
 
-    peer_keys = kr.add_key(
-        "keyring", f"quichsd-test-peers-{port}", None, kr.KEY_SPEC_PROCESS_KEYRING
-    )
-    service = HandshakeService(
-        settings,
-        load_credentials(settings),
-        socket_adapter=over_aioquic,
-        peer_key_keyring=peer_keys,
-    )
-    kernel = FakeKernel()
-    agent = HandshakeAgent(kernel, service.handle, quic_protocol=socket.IPPROTO_UDP)
     base = fd_count()
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.connect(("127.0.0.1", port))
-    fd = udp.detach()
-    kernel.pending.append(lambda seq: x509_client_reply(fd, seq, b"server.test"))
     try:
-        await agent.start()
-        kernel.mcast.put_nowait([READY])
-        await until(lambda: len(kernel.dones()) == 1, timeout=20)
-        await agent.stop(timeout=2)
-        done = kernel.dones()[0]
-        (serial,) = kr.keyring_members(peer_keys)
-        assert kr.describe_key(serial).description == "TLS x509 server.test"
+        done, seq, fd, keys = await serve_one_request(
+            settings,
+            over_aioquic,
+            port,
+            lambda fd, seq: x509_client_reply(fd, seq, b"server.test"),
+        )
     finally:
         server.terminate()
         server.wait(timeout=10)
-        kr.invalidate(peer_keys)
-    assert done == done_sent(kernel.seq_of(done), 0, fd, (serial,)), done.hex()
+    assert [d for _, d in keys] == ["TLS x509 server.test"]
+    assert done == done_sent(seq, 0, fd, (keys[0][0],)), done.hex()
     assert not fd_open(fd)
     await asyncio.sleep(0.1)
     assert fd_count() == base
@@ -138,18 +158,6 @@ async def test_server_reports_the_client_certificate_as_remote_auth(tmp_path: Pa
     async def accepted(sock: socket.socket) -> UserspaceQuicSocket:
         return await listener.accept(timeout=10)
 
-    peer_keys = kr.add_key(
-        "keyring", f"quichsd-test-peers-{port}", None, kr.KEY_SPEC_PROCESS_KEYRING
-    )
-    service = HandshakeService(
-        settings, load_credentials(settings), socket_adapter=accepted, peer_key_keyring=peer_keys
-    )
-    kernel = FakeKernel()
-    agent = HandshakeAgent(kernel, service.handle, quic_protocol=socket.IPPROTO_UDP)
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.connect(("127.0.0.1", port))  # stands for the kernel socket: its peer is 127.0.0.1
-    fd = udp.detach()
-    kernel.pending.append(lambda seq: x509_server_reply(fd, seq))
     client = asyncio.create_task(
         gtlsclient(
             port,
@@ -160,17 +168,12 @@ async def test_server_reports_the_client_certificate_as_remote_auth(tmp_path: Pa
         )
     )
     try:
-        await agent.start()
-        kernel.mcast.put_nowait([READY])
-        await until(lambda: len(kernel.dones()) == 1, timeout=20)
-        await agent.stop(timeout=2)
-        done = kernel.dones()[0]
-        (serial,) = kr.keyring_members(peer_keys)
-        assert kr.describe_key(serial).description == "TLS x509 127.0.0.1"
+        # the accepted fd's peer is 127.0.0.1, as the kernel socket's would be
+        done, seq, fd, keys = await serve_one_request(settings, accepted, port, x509_server_reply)
     finally:
         await client  # gtlsclient ends on the close (it is killed after its own timeout)
         listener.close()
         await listener.wait_closed()
-        kr.invalidate(peer_keys)
-    assert done == done_sent(kernel.seq_of(done), 0, fd, (serial,)), done.hex()
+    assert [d for _, d in keys] == ["TLS x509 127.0.0.1"]
+    assert done == done_sent(seq, 0, fd, (keys[0][0],)), done.hex()
     assert not fd_open(fd)
