@@ -3,9 +3,11 @@ Debian's gtlsserver (ngtcp2 + GnuTLS): an independent QUIC stack over UDP on loo
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from pki import make_pki
-from userspace_peers import GtlsServer
+from userspace_peers import DelayProxy, GtlsServer
 
 pytestmark = pytest.mark.peer
 
@@ -81,6 +83,43 @@ def test_each_suite(pki_dir: Path, server: GtlsServer, cipher: str, suite: str) 
 def test_each_group(pki_dir: Path, server: GtlsServer, group: str) -> None:
     rc, res = probe(pki_dir, server.port, "--alpn", "h3", "--groups", group)
     assert rc == 0 and res["group"] == group, res
+
+
+def test_hello_retry_request_from_a_p384_only_server(pki_dir: Path) -> None:
+    """The server supports only P-384; our ClientHello carries X25519 and P-256 key shares,
+    so it answers with a HelloRetryRequest and we must send a second ClientHello."""
+    s = GtlsServer(
+        pki_dir,
+        pki_dir / "server.pem",
+        pki_dir / "server.key",
+        "--groups=-GROUP-ALL:+GROUP-SECP384R1",
+    )
+    try:
+        rc, res = probe(pki_dir, s.port, "--alpn", "h3")
+        time.sleep(0.3)
+        log = s.output()
+    finally:
+        s.stop()
+    assert rc == 0 and res["ok"] is True and res["group"] == "SECP384R1", res
+    # the second ClientHello continues the Initial CRYPTO stream after the first one
+    offsets = [int(m) for m in re.findall(r"frm rx \d+ Initial CRYPTO\(0x06\) offset=(\d+)", log)]
+    assert offsets[0] == 0 and any(o > 0 for o in offsets[1:]), offsets
+
+
+async def test_750ms_one_way_delay_completes_within_the_deadline(
+    pki_dir: Path, server: GtlsServer
+) -> None:
+    """A 1.5 s round trip (750 ms each way, no loss): the handshake still completes within
+    its deadline; the peers' retransmissions on the slow path do not confuse it."""
+    proxy = DelayProxy(("127.0.0.1", server.port), 0.75)
+    port = await proxy.start()
+    try:
+        rc, res = await asyncio.to_thread(probe, pki_dir, port, "--alpn", "h3", "--timeout", "20")
+    finally:
+        proxy.close()
+    assert rc == 0 and res["ok"] is True, res
+    assert float(str(res["ms"])) >= 1500, res  # at least one delayed round trip
+    assert proxy.forwarded >= 2 and proxy.returned >= 2
 
 
 def test_resumption_and_0rtt_on_the_second_connection(

@@ -2,7 +2,8 @@
 
 * aioquic with its *own* TLS (``aioquic.asyncio``): an echo server and an echo client;
 * ngtcp2's ``gtlsserver`` / ``gtlsclient`` (GnuTLS) as subprocesses, with their logs;
-* HTTP/3 over :class:`~quichsd.userspace.aioquic.UserspaceQuicSocket` with ``aioquic.h3``.
+* HTTP/3 over :class:`~quichsd.userspace.aioquic.UserspaceQuicSocket` with ``aioquic.h3``;
+* :class:`DelayProxy`, a UDP relay on loopback that delays every datagram each way.
 """
 
 from __future__ import annotations
@@ -34,6 +35,48 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# -- a slow path -------------------------------------------------------------------------------
+class DelayProxy:
+    """Relays one client's UDP datagrams to ``target`` and back, each ``delay`` seconds late
+    in each direction (a long, lossless path). Counts what it carried."""
+
+    def __init__(self, target: tuple[str, int], delay: float) -> None:
+        self.target = target
+        self.delay = delay
+        self.forwarded = 0  # client -> server datagrams
+        self.returned = 0  # server -> client datagrams
+        self._client: tuple[str, int] | None = None
+        self._front: asyncio.DatagramTransport | None = None
+        self._back: asyncio.DatagramTransport | None = None
+
+    async def start(self) -> int:
+        """Bind 127.0.0.1 and return the port the client should use."""
+        loop = asyncio.get_running_loop()
+        proxy = self
+
+        class Front(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+                proxy._client = addr
+                proxy.forwarded += 1
+                assert proxy._back is not None
+                loop.call_later(proxy.delay, proxy._back.sendto, data)
+
+        class Back(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+                proxy.returned += 1
+                assert proxy._front is not None
+                loop.call_later(proxy.delay, proxy._front.sendto, data, proxy._client)
+
+        self._front, _ = await loop.create_datagram_endpoint(Front, local_addr=("127.0.0.1", 0))
+        self._back, _ = await loop.create_datagram_endpoint(Back, remote_addr=self.target)
+        return int(self._front.get_extra_info("sockname")[1])
+
+    def close(self) -> None:
+        for t in (self._front, self._back):
+            if t is not None:
+                t.close()
 
 
 # -- aioquic with its own TLS -------------------------------------------------------------
