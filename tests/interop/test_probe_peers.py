@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import re
 import ssl
 import sys
 from pathlib import Path
@@ -82,6 +83,19 @@ async def test_serve_accepts_gtlsclient_then_resumes_with_0rtt(
     assert rc == 0 and [x["ok"] for x in lines] == [True, True], lines
     assert lines[0]["resumed"] is False and lines[1]["resumed"] is True
     assert lines[1]["early_data"] is True
+
+
+async def test_serve_sends_hello_retry_request_to_gtlsclient(pki_dir: Path, tmp_path: Path) -> None:
+    """We accept only P-384; gtlsclient's first ClientHello carries an X25519 key share, so
+    our server answers with a HelloRetryRequest and completes on the second ClientHello."""
+    srv = await Serve.start(pki_dir, 1, "--groups", "SECP384R1")
+    log = await gtlsclient(srv.port, tmp_path)
+    rc, lines = await srv.results()
+    assert "QUIC handshake has completed" in log, log[-3000:]
+    assert rc == 0 and lines[0]["ok"] is True and lines[0]["group"] == "SECP384R1", lines
+    # gtlsclient sent its Initial CRYPTO stream twice: the first ClientHello, then the second
+    offsets = [int(m) for m in re.findall(r"frm tx \d+ Initial CRYPTO\(0x06\) offset=(\d+)", log)]
+    assert offsets[0] == 0 and any(o > 0 for o in offsets[1:]), offsets
 
 
 async def test_serve_alpn_mismatch_gtlsclient_sees_0x178(pki_dir: Path, tmp_path: Path) -> None:
