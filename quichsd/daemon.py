@@ -61,6 +61,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 
 from . import __version__, metrics, sdnotify
@@ -224,7 +225,23 @@ class Daemon:
         self.keyrings.link_session_keyrings(settings.keyrings)
 
 
+def raise_fd_limit() -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit (systemd starts services at 1024 soft,
+    524288 hard): each handshake in flight holds an fd, and ACCEPT into a full fd table
+    fails the consumer's request. Nothing in this process uses select()."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as e:
+        log.warning("could not raise the open-file limit from %d to %d: %s", soft, hard, e)
+        return
+    log.debug("open-file limit raised from %d to %d", soft, hard)
+
+
 def serve(config_path: str, settings: Settings, *, stderr: bool = False) -> int:
+    raise_fd_limit()  # before the fork server, so workers inherit it
     try:
         daemon = Daemon(config_path, settings, stderr=stderr)
     except CredentialsError as e:

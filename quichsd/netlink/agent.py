@@ -9,7 +9,11 @@ Concurrency model:
   into another; it also drains once at start-up for requests submitted before us;
 * each accepted request runs in its own task; at most ``max_in_flight`` at once. At the
   cap the drainer stops ACCEPTing (the kernel keeps the requests pending) and drains
-  again as soon as a request finishes.
+  again as soon as a request finishes;
+* ACCEPT installs the request's fd in this process, and if the fd table is full the kernel
+  fails the request (the consumer sees EIO). So the drainer also stops while fewer than
+  ``fd_reserve`` descriptors are free (RLIMIT_NOFILE against ``/proc/self/fd``), and
+  resumes when a request finishes, or after a second if none is in flight.
 
 Every accepted fd gets exactly one DONE, from a process holding it (the kernel resolves
 DONE's fd in the sender's fd table), and is closed afterwards on every path. Normally the
@@ -29,6 +33,7 @@ import contextlib
 import errno
 import logging
 import os
+import resource
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -44,6 +49,9 @@ from .transport import NetlinkTransport
 log = logging.getLogger("quichsd.netlink")
 
 DEFAULT_MAX_IN_FLIGHT = 64
+#: descriptors kept free before an ACCEPT (the handshake, a worker hand-over, a log file...)
+FD_RESERVE = 32
+_FD_RETRY = 1.0
 #: (DONE status, REMOTE_AUTH serials, reason for the completion line, DONE already sent)
 _Result = tuple[int, tuple[int, ...], str | None, bool]
 _RECV_BACKOFF_MAX = 5.0
@@ -103,6 +111,14 @@ def _checked_status(status: int) -> tuple[int, str | None]:
     return errno.EIO, f"handler returned out-of-range status {status}"
 
 
+def free_fds() -> int:
+    """File descriptors this process may still open (soft RLIMIT_NOFILE minus open ones)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 30
+    return soft - len(os.listdir("/proc/self/fd"))
+
+
 class HandshakeAgent:
     """Serve the kernel's handshake requests of handler class ``tlshd``."""
 
@@ -113,6 +129,7 @@ class HandshakeAgent:
         *,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         quic_protocol: int = uapi.IPPROTO_QUIC,
+        fd_reserve: int = FD_RESERVE,
     ) -> None:
         """``quic_protocol`` is the ``SO_PROTOCOL`` value whose sockets go to ``handler``
         (anything else is answered EOPNOTSUPP); only tests change it, to reach the
@@ -129,6 +146,8 @@ class HandshakeAgent:
         self._capped = False
         self._service: list[asyncio.Task[None]] = []
         self._accepting = True
+        self._fd_reserve = fd_reserve
+        self._fd_short = False  # warned about the fd reserve; reset once it is back
 
     @property
     def in_flight(self) -> int:
@@ -232,6 +251,8 @@ class HandshakeAgent:
             if len(self._requests) >= self._max_in_flight:
                 self._capped = True  # resume when a request finishes
                 break
+            if self._short_of_fds():
+                break
             try:
                 replies = await self._transport.request(body, codec.NLM_F_REQUEST)
             except Exception as exc:  # the drainer must survive anything
@@ -251,6 +272,29 @@ class HandshakeAgent:
             metrics.NETLINK_ACCEPTS.inc("ok")
             for reply in replies:
                 self._spawn(reply)
+
+    def _short_of_fds(self) -> bool:
+        """True (and the drain rescheduled) while fewer than ``fd_reserve`` fds are free."""
+        free = free_fds()
+        if free >= self._fd_reserve:
+            if self._fd_short:
+                self._fd_short = False
+                log.warning("netlink: %d file descriptors free again: accepting requests", free)
+            return False
+        if not self._fd_short:
+            self._fd_short = True
+            log.warning(
+                "netlink: only %d file descriptors free (RLIMIT_NOFILE %d, keeping %d): "
+                "not accepting requests until some are released",
+                free,
+                resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+                self._fd_reserve,
+            )
+        if self._requests:
+            self._capped = True  # a finishing request frees its fd and drains again
+        else:
+            asyncio.get_running_loop().call_later(_FD_RETRY, self._drain_wanted.set)
+        return True
 
     def _spawn(self, reply: bytes) -> None:
         task = asyncio.create_task(self._serve(reply), name="handshake-request")

@@ -15,9 +15,10 @@ import ctypes
 import errno
 import logging
 import os
+import resource
 import socket
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -30,6 +31,8 @@ from quichsd.netlink import (
     HandshakeFamilyUnavailable,
     HandshakeOutcome,
 )
+from quichsd.netlink import agent as agent_mod
+from quichsd.netlink.agent import free_fds
 
 FAMILY = 0x21
 PID = 777
@@ -574,6 +577,79 @@ async def test_stop_cancels_hanging_handler_with_done_eio(
     assert kernel.closed
     assert not fd_open(fd)
     assert fd_count() == base
+
+
+@contextlib.contextmanager
+def fd_limit(free: int) -> Iterator[None]:
+    """Lower this process's soft RLIMIT_NOFILE so that ``free`` more fds can be opened."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (fd_count() + free, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_fd_reserve_stops_accepts_and_resumes(
+    kernel: FakeKernel, logs: pytest.LogCaptureFixture
+) -> None:
+    """Every ACCEPT installs an fd (as the kernel does, here at reply time): with the fd
+    table nearly full the drainer stops before the kernel would fail the request with EIO,
+    and resumes when a finishing request releases its fd."""
+    base = fd_count()
+    release: list[asyncio.Event] = []  # one per request (fd numbers are reused)
+
+    async def handler(request: AcceptRequest, sock: socket.socket) -> HandshakeOutcome:
+        release.append(asyncio.Event())
+        await release[-1].wait()
+        return HandshakeOutcome(0)
+
+    kernel.pending = [lambda seq, i=i: psk_reply(udp_fd(7100 + i), seq) for i in range(5)]  # type: ignore[misc]
+    agent = HandshakeAgent(kernel, handler, fd_reserve=8, quic_protocol=UDP)
+    with fd_limit(8 + 2):
+        async with running(agent):
+            await until(lambda: len(release) == 2)
+            await asyncio.sleep(0.05)
+            assert len(kernel.accepts()) == 2 and len(kernel.pending) == 3
+            assert free_fds() < 8
+            release[0].set()  # one fd goes back -> one more ACCEPT
+            await until(lambda: len(release) == 3)
+            await asyncio.sleep(0.05)
+            assert len(kernel.accepts()) == 3
+            while len(kernel.dones()) < 5:
+                for ev in release:
+                    ev.set()
+                await asyncio.sleep(0.005)
+            await agent.wait_idle()
+    assert len(kernel.accepts()) == 6  # 5 requests + the final EAGAIN
+    assert all(struct.unpack_from("=I", d, 24)[0] == 0 for d in kernel.dones())
+    warnings = [r.getMessage() for r in logs.records if r.levelno == logging.WARNING]
+    assert any("file descriptors free (RLIMIT_NOFILE" in w and "keeping 8" in w for w in warnings)
+    assert any("file descriptors free again" in w for w in warnings)
+    assert fd_count() == base
+
+
+async def test_fd_reserve_with_nothing_in_flight_retries_later(
+    kernel: FakeKernel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No request would give an fd back: the drain is retried on a timer, not abandoned."""
+    monkeypatch.setattr(agent_mod, "_FD_RETRY", 0.05)
+    fd = udp_fd()
+    kernel.pending.append(lambda seq: psk_reply(fd, seq))
+    served = asyncio.Event()
+
+    async def handler(request: AcceptRequest, sock: socket.socket) -> HandshakeOutcome:
+        served.set()
+        return HandshakeOutcome(0)
+
+    agent = HandshakeAgent(kernel, handler, fd_reserve=1 << 20, quic_protocol=UDP)
+    async with running(agent):
+        await asyncio.sleep(0.2)
+        assert kernel.accepts() == [] and not served.is_set()
+        agent._fd_reserve = 8  # fds are available again
+        await asyncio.wait_for(served.wait(), 5)
+        await agent.wait_idle()
+    assert not fd_open(fd)
 
 
 def test_max_in_flight_must_be_positive(kernel: FakeKernel) -> None:
