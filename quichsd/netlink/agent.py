@@ -13,7 +13,11 @@ Concurrency model:
 * ACCEPT installs the request's fd in this process, and if the fd table is full the kernel
   fails the request (the consumer sees EIO). So the drainer also stops while fewer than
   ``fd_reserve`` descriptors are free (RLIMIT_NOFILE against ``/proc/self/fd``), and
-  resumes when a request finishes, or after a second if none is in flight.
+  resumes when a request finishes, or after a second if none is in flight. Counting
+  ``/proc/self/fd`` costs time in proportion to the fds open, so after a count the next
+  ``(free - fd_reserve) // 2`` ACCEPTs go without one (each takes one fd; the other half is
+  left for what else opens fds meanwhile): one count per thousands of ACCEPTs at the usual
+  limits, one per ACCEPT only when the table is nearly full.
 
 Every accepted fd gets exactly one DONE, from a process holding it (the kernel resolves
 DONE's fd in the sender's fd table), and is closed afterwards on every path. Normally the
@@ -148,6 +152,7 @@ class HandshakeAgent:
         self._accepting = True
         self._fd_reserve = fd_reserve
         self._fd_short = False  # warned about the fd reserve; reset once it is back
+        self._fd_budget = 0  # ACCEPTs that may go before the fds are counted again
 
     @property
     def in_flight(self) -> int:
@@ -275,8 +280,12 @@ class HandshakeAgent:
 
     def _short_of_fds(self) -> bool:
         """True (and the drain rescheduled) while fewer than ``fd_reserve`` fds are free."""
+        if self._fd_budget > 0:
+            self._fd_budget -= 1
+            return False
         free = free_fds()
         if free >= self._fd_reserve:
+            self._fd_budget = (free - self._fd_reserve) // 2
             if self._fd_short:
                 self._fd_short = False
                 log.warning("netlink: %d file descriptors free again: accepting requests", free)
