@@ -235,7 +235,9 @@ class WorkerPool:
                 w.ready.set_result(None)
         elif kind == "reloaded":
             w.reloads.append((bool(message[1]), str(message[2])))
-            if not message[1]:
+            if message[1]:
+                log.info("worker %d: %s", w.pid, message[2])
+            else:
                 log.error("worker %d kept its old configuration: %s", w.pid, message[2])
         elif kind == "stats":
             if w.stats is not None and not w.stats.done():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno
+import logging
 import os
 import signal
 import socket
@@ -160,7 +161,10 @@ def reload_from(path: str) -> ReloadHook:
     return hook
 
 
-async def test_reload_is_forwarded_to_every_worker(records: Records, tmp_path: object) -> None:
+async def test_reload_is_forwarded_to_every_worker(
+    records: Records, tmp_path: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="quichsd.workers")
     path = os.path.join(str(tmp_path), "generation")
     with open(path, "w") as f:
         f.write("one")
@@ -173,6 +177,9 @@ async def test_reload_is_forwarded_to_every_worker(records: Records, tmp_path: o
         pool.reload()
         await until(lambda: all(w.reloads for w in pool.alive()))
         assert [w.reloads for w in pool.alive()] == [[(True, "two")], [(True, "two")]]
+        # the main process says so, one line per worker
+        lines = sorted(r.getMessage() for r in caplog.records if r.getMessage().endswith(": two"))
+        assert lines == sorted(f"worker {w.pid}: two" for w in pool.alive())
     finally:
         await pool.stop(timeout=2)
 

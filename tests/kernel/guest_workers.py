@@ -171,6 +171,30 @@ def kill_idle_worker(s: g.Scenario, d: g.Daemon, zygote: int, workers: list[int]
     return now
 
 
+def sighup_reloads_workers(s: g.Scenario, d: g.Daemon, zygote: int, workers: list[int]) -> None:
+    """SIGHUP to the main process alone: it reloads, forwards the signal to the fork server
+    and every worker, and logs each worker's report; no process is replaced."""
+    os.kill(d.pid, signal.SIGHUP)
+    want = [f"worker {w}: configuration reloaded from " for w in workers]
+    ok = g.wait_until(lambda: all(x in d.log() for x in want), 30, 0.2)
+    lines = [x for x in d.log().splitlines() if "configuration reloaded" in x or "reload" in x]
+    s.check(
+        f"SIGHUP: the main process and each worker {workers} reloaded (one line each)",
+        ok and "quichsd: configuration reloaded from " in d.log(),
+        lines,
+    )
+    s.check(
+        "SIGHUP: no worker kept its old configuration",
+        "kept its old configuration" not in d.log(),
+    )
+    z, now = tree(d)
+    s.check(
+        "SIGHUP: the same fork server and workers afterwards (reload, not respawn)",
+        z == zygote and sorted(now) == sorted(workers),
+        f"fork server {z}, workers {now}",
+    )
+
+
 def stop_main_only(s: g.Scenario, d: g.Daemon, pids: set[int]) -> None:
     """SIGTERM to the main process alone (its own shutdown must end the workers)."""
     os.kill(d.pid, signal.SIGTERM)
@@ -267,6 +291,16 @@ def sc_workers_nvme_concurrent(s: g.Scenario) -> None:
         s.expect_target_done(idx, 1, -95, 5)
         s.daemon_log_has(d, g.expected("done_eopnotsupp"), count=n + 2)
         s.no_handshake_fds(d, "after the respawn")
+        sighup_reloads_workers(s, d, zygote, workers)
+        idx = k.mark("workers: host connect after SIGHUP")
+        err, secs = g.host_connect(*g.new_host())
+        s.check(
+            "after SIGHUP: host connect answered with EOPNOTSUPP",
+            err == errno.EOPNOTSUPP,
+            f"errno {err} ({errno.errorcode.get(err, '?')}) after {secs:.1f}s",
+        )
+        s.expect_host_done(idx, 1, -95, 5)
+        s.daemon_log_has(d, g.expected("done_eopnotsupp"), count=n + 4)
         stop_main_only(s, d, pids)
     finally:
         trace.close()
