@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from pki import make_pki
-from userspace_peers import DelayProxy, GtlsServer
+from userspace_peers import GtlsServer, UdpProxy
 
 pytestmark = pytest.mark.peer
 
@@ -111,7 +111,7 @@ async def test_750ms_one_way_delay_completes_within_the_deadline(
 ) -> None:
     """A 1.5 s round trip (750 ms each way, no loss): the handshake still completes within
     its deadline; the peers' retransmissions on the slow path do not confuse it."""
-    proxy = DelayProxy(("127.0.0.1", server.port), 0.75)
+    proxy = UdpProxy(("127.0.0.1", server.port), delay=0.75)
     port = await proxy.start()
     try:
         rc, res = await asyncio.to_thread(probe, pki_dir, port, "--alpn", "h3", "--timeout", "20")
@@ -119,7 +119,26 @@ async def test_750ms_one_way_delay_completes_within_the_deadline(
         proxy.close()
     assert rc == 0 and res["ok"] is True, res
     assert float(str(res["ms"])) >= 1500, res  # at least one delayed round trip
-    assert proxy.forwarded >= 2 and proxy.returned >= 2
+    assert proxy.stats["up"] >= 2 and proxy.stats["down"] >= 2
+
+
+async def test_lossy_corrupting_path_ten_handshakes(pki_dir: Path, server: GtlsServer) -> None:
+    """30% loss, 10% one-bit corruption, 5% duplicates, 20 ms each way (fault catalogue
+    3.4): every handshake completes. Corrupted packets fail QUIC's AEAD and are dropped
+    before TLS sees them; the lost ones are retransmitted."""
+    proxy = UdpProxy(
+        ("127.0.0.1", server.port), delay=0.02, loss=0.3, corrupt=0.1, dup=0.05, seed=7
+    )
+    port = await proxy.start()
+    try:
+        results = [
+            await asyncio.to_thread(probe, pki_dir, port, "--alpn", "h3", "--timeout", "20")
+            for _ in range(10)
+        ]
+    finally:
+        proxy.close()
+    assert [(rc, res["ok"]) for rc, res in results] == [(0, True)] * 10, results
+    assert proxy.stats["dropped"] > 0 and proxy.stats["corrupted"] > 0, proxy.stats
 
 
 def test_resumption_and_0rtt_on_the_second_connection(

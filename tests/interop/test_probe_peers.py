@@ -16,7 +16,7 @@ import pytest
 from aioquic.asyncio import connect as aq_connect
 from aioquic.quic.configuration import QuicConfiguration
 from pki import make_pki
-from userspace_peers import aioquic_echo_server, free_port, gtlsclient
+from userspace_peers import UdpProxy, aioquic_echo_server, free_port, gtlsclient
 
 pytestmark = pytest.mark.peer
 
@@ -96,6 +96,44 @@ async def test_serve_sends_hello_retry_request_to_gtlsclient(pki_dir: Path, tmp_
     # gtlsclient sent its Initial CRYPTO stream twice: the first ClientHello, then the second
     offsets = [int(m) for m in re.findall(r"frm tx \d+ Initial CRYPTO\(0x06\) offset=(\d+)", log)]
     assert offsets[0] == 0 and any(o > 0 for o in offsets[1:]), offsets
+
+
+async def test_serve_over_a_lossy_corrupting_path(pki_dir: Path, tmp_path: Path) -> None:
+    """gtlsclient -> 30% loss, 10% corruption, 5% duplicates, 20 ms -> our server: all
+    five handshakes complete (fault catalogue 3.4)."""
+    srv = await Serve.start(pki_dir, 5, "--timeout", "20")
+    proxy = UdpProxy(("127.0.0.1", srv.port), delay=0.02, loss=0.3, corrupt=0.1, dup=0.05, seed=3)
+    port = await proxy.start()
+    try:
+        # our serve closes each connection after the handshake and sends that close once;
+        # if the path loses it, gtlsclient only stops at its idle timeout (made short here)
+        logs = [await gtlsclient(port, tmp_path, "--timeout=3s", timeout=30) for _ in range(5)]
+        rc, lines = await srv.results()
+    finally:
+        proxy.close()
+    assert all("QUIC handshake has completed" in log for log in logs)
+    assert rc == 0 and [x["ok"] for x in lines] == [True] * 5, lines
+    assert proxy.stats["dropped"] > 0 and proxy.stats["corrupted"] > 0, proxy.stats
+
+
+async def test_serve_client_vanishing_after_our_flight_is_etimedout(
+    pki_dir: Path, tmp_path: Path
+) -> None:
+    """Only gtlsclient's first datagram (its ClientHello) gets through: it completes on our
+    flight, but its Finished never arrives, so our server ends at its deadline with
+    ETIMEDOUT, naming what it waited for (fault catalogue 2.5)."""
+    srv = await Serve.start(pki_dir, 1, "--timeout", "2")
+    proxy = UdpProxy(("127.0.0.1", srv.port), blackhole_after=1)
+    port = await proxy.start()
+    try:
+        log = await gtlsclient(port, tmp_path, "--timeout=3s", timeout=20)
+        rc, lines = await srv.results()
+    finally:
+        proxy.close()
+    assert "QUIC handshake has completed" in log, log[-3000:]
+    assert rc == 1 and lines[0]["status"] == errno.ETIMEDOUT, lines
+    assert lines[0]["error"] == "deadline of 2 s passed while waiting for the peer's Finished"
+    assert 2000 <= float(str(lines[0]["ms"])) < 5000, lines
 
 
 async def test_serve_alpn_mismatch_gtlsclient_sees_0x178(pki_dir: Path, tmp_path: Path) -> None:

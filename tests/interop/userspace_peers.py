@@ -3,15 +3,18 @@
 * aioquic with its *own* TLS (``aioquic.asyncio``): an echo server and an echo client;
 * ngtcp2's ``gtlsserver`` / ``gtlsclient`` (GnuTLS) as subprocesses, with their logs;
 * HTTP/3 over :class:`~quichsd.userspace.aioquic.UserspaceQuicSocket` with ``aioquic.h3``;
-* :class:`DelayProxy`, a UDP relay on loopback that delays every datagram each way.
+* :class:`UdpProxy`, a UDP relay on loopback with delay, loss, corruption, duplication
+  and a black hole (fault catalogue 3.4).
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,37 +40,83 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-# -- a slow path -------------------------------------------------------------------------------
-class DelayProxy:
-    """Relays one client's UDP datagrams to ``target`` and back, each ``delay`` seconds late
-    in each direction (a long, lossless path). Counts what it carried."""
+# -- a bad path -------------------------------------------------------------------------------
+class UdpProxy:
+    """Relays one client's UDP datagrams to ``target`` and back through a bad path (fault
+    catalogue 3.4): each datagram is delayed by ``delay`` s in each direction, dropped with
+    probability ``loss``, has one bit flipped with probability ``corrupt`` and is sent twice
+    with probability ``dup`` (seeded, so a run is repeatable). With ``blackhole_after`` = N,
+    every client datagram after the first N is dropped (the client "vanishes"). Counts what
+    it did in :attr:`stats`."""
 
-    def __init__(self, target: tuple[str, int], delay: float) -> None:
+    def __init__(
+        self,
+        target: tuple[str, int],
+        *,
+        delay: float = 0.0,
+        loss: float = 0.0,
+        corrupt: float = 0.0,
+        dup: float = 0.0,
+        blackhole_after: int | None = None,
+        seed: int = 1,
+    ) -> None:
         self.target = target
         self.delay = delay
-        self.forwarded = 0  # client -> server datagrams
-        self.returned = 0  # server -> client datagrams
+        self.loss, self.corrupt, self.dup = loss, corrupt, dup
+        self.blackhole_after = blackhole_after
+        self.rng = random.Random(seed)
+        self.stats = dict.fromkeys(("up", "down", "dropped", "corrupted", "duplicated"), 0)
         self._client: tuple[str, int] | None = None
         self._front: asyncio.DatagramTransport | None = None
         self._back: asyncio.DatagramTransport | None = None
+
+    def _pass(self, data: bytes, send: Callable[[bytes], None], upstream: bool) -> None:
+        self.stats["up" if upstream else "down"] += 1
+        if upstream and self.blackhole_after is not None:
+            if self.stats["up"] > self.blackhole_after:
+                self.stats["dropped"] += 1
+                return
+        if self.rng.random() < self.loss:
+            self.stats["dropped"] += 1
+            return
+        if data and self.rng.random() < self.corrupt:
+            self.stats["corrupted"] += 1
+            i = self.rng.randrange(len(data))
+            data = data[:i] + bytes([data[i] ^ (1 << self.rng.randrange(8))]) + data[i + 1 :]
+        copies = 1
+        if self.rng.random() < self.dup:
+            self.stats["duplicated"] += 1
+            copies = 2
+        loop = asyncio.get_running_loop()
+        for _ in range(copies):
+            if self.delay:
+                loop.call_later(self.delay, send, data)
+            else:
+                send(data)
 
     async def start(self) -> int:
         """Bind 127.0.0.1 and return the port the client should use."""
         loop = asyncio.get_running_loop()
         proxy = self
 
+        def to_server(data: bytes) -> None:
+            assert proxy._back is not None
+            if not proxy._back.is_closing():
+                proxy._back.sendto(data)
+
+        def to_client(data: bytes) -> None:
+            assert proxy._front is not None
+            if not proxy._front.is_closing():
+                proxy._front.sendto(data, proxy._client)
+
         class Front(asyncio.DatagramProtocol):
             def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
                 proxy._client = addr
-                proxy.forwarded += 1
-                assert proxy._back is not None
-                loop.call_later(proxy.delay, proxy._back.sendto, data)
+                proxy._pass(data, to_server, upstream=True)
 
         class Back(asyncio.DatagramProtocol):
             def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-                proxy.returned += 1
-                assert proxy._front is not None
-                loop.call_later(proxy.delay, proxy._front.sendto, data, proxy._client)
+                proxy._pass(data, to_client, upstream=False)
 
         self._front, _ = await loop.create_datagram_endpoint(Front, local_addr=("127.0.0.1", 0))
         self._back, _ = await loop.create_datagram_endpoint(Back, remote_addr=self.target)
