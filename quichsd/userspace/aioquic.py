@@ -327,6 +327,17 @@ class UserspaceQuicSocket(SockOpts, AppData):
         if self._event_waiter is not None and not self._event_waiter.done():
             self._event_waiter.set_result(None)
 
+    def discard(self) -> None:
+        """Release everything without sending anything: for a first datagram that was not
+        a connection after all (nothing in it decrypted)."""
+        self._eof = True
+        self.close()
+
+    @property
+    def packets_accepted(self) -> bool:
+        """Whether any packet from the peer decrypted."""
+        return self._conn.packets_accepted
+
     async def wait_closed(self) -> None:
         """Client: until the UDP transport is gone (its fd closed)."""
         if self._closed_future is not None:

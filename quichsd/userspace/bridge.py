@@ -111,6 +111,12 @@ class BridgedConnection(QuicConnection):
     def handshake_complete(self) -> bool:
         return bool(self._handshake_complete)
 
+    @property
+    def packets_accepted(self) -> bool:
+        """Whether any packet from the peer decrypted (aioquic's per-space largest packet
+        number received stays -1 until one does)."""
+        return any(space.largest_received_packet >= 0 for space in self._spaces.values())
+
     def can_send(self, level: CryptoLevel) -> bool:
         return bool(self._cryptos[LEVEL_TO_EPOCH[level]].send.is_valid())
 

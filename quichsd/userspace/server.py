@@ -130,7 +130,14 @@ class UserspaceQuicServer(asyncio.DatagramProtocol):
             ):
                 return
             sock = self._new_socket(header.destination_cid, addr)
-        sock.datagram_received(data, addr)
+            sock.datagram_received(data, addr)
+            if not sock.packets_accepted:
+                # nothing decrypted with this DCID's Initial keys: garbage or a corrupted
+                # datagram, not a client; keeping it pending would fill the backlog for good
+                sock.discard()
+                return
+        else:
+            sock.datagram_received(data, addr)
         self._promote()
 
     # -- connections ----

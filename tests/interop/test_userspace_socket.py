@@ -584,6 +584,51 @@ async def test_server_h3_vs_gtlsclient(
         await server.wait_closed()
 
 
+def garbage_initial() -> bytes:
+    """A 1200-byte datagram with a valid Initial long header and random, undecryptable
+    contents (what a spoofer or a corrupted path delivers)."""
+    body = os.urandom(1200)
+    return (
+        bytes([0xC3])
+        + (1).to_bytes(4, "big")
+        + bytes([8])
+        + os.urandom(8)
+        + bytes([8])
+        + os.urandom(8)
+        + b"\x00"
+        + (0x4000 | len(body)).to_bytes(2, "big")
+        + body
+    )
+
+
+async def test_listener_ignores_undecryptable_initials_then_serves_gtlsclient(
+    pki_dir: Path, server_creds: CertificateCredentials, anti_replay: AntiReplay
+) -> None:
+    """40 garbage Initials (more than the backlog of 16) leave no pending connection and
+    send nothing back; a real client is then accepted. Before the fix each garbage
+    Initial stayed pending for good and the 16th closed the listener to everyone."""
+    server = await UserspaceQuicServer.listen("127.0.0.1", 0, alpns=[b"h3"])
+    port = server.address[1]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as spoof:
+        spoof.bind(("127.0.0.1", 0))
+        spoof.settimeout(0.3)
+        for _ in range(40):
+            spoof.sendto(garbage_initial(), ("127.0.0.1", port))
+        with pytest.raises(TimeoutError):
+            spoof.recvfrom(2048)  # no reply to garbage (no amplification)
+    try:
+        assert (len(server._pending), len(server._accept), len(server._routes)) == (0, 0, 0)
+        client = asyncio.create_task(gtlsclient(port, pki_dir))
+        sock = await server.accept(timeout=5)
+        res = await run_handshake(sock, server_req(server_creds, anti_replay))
+        assert res.ok, res.error
+        sock.close()
+        assert "QUIC handshake has completed" in await client
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 async def test_server_resumption_0rtt_and_mtls_vs_gtlsclient(
     pki: Pki,
     pki_dir: Path,
