@@ -126,8 +126,10 @@ class UserspaceQuicServer(asyncio.DatagramProtocol):
             if (
                 header.packet_type != QuicPacketType.INITIAL
                 or len(data) < SMALLEST_MAX_DATAGRAM_SIZE
-                or len(self._accept) + len(self._pending) >= self._backlog
             ):
+                return
+            self._promote()  # pending connections that ended (idle timeout) free their slot
+            if len(self._accept) + len(self._pending) >= self._backlog:
                 return
             sock = self._new_socket(header.destination_cid, addr)
             sock.datagram_received(data, addr)

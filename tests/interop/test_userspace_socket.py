@@ -21,6 +21,8 @@ import pytest_asyncio
 from aioquic.asyncio import connect as aq_connect
 from aioquic.buffer import Buffer
 from aioquic.h3.connection import H3Connection
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
 from aioquic.quic.packet import pull_quic_transport_parameters
 from aioquic.tls import Epoch
 from pki import Pki, make_pki
@@ -624,6 +626,49 @@ async def test_listener_ignores_undecryptable_initials_then_serves_gtlsclient(
         assert res.ok, res.error
         sock.close()
         assert "QUIC handshake has completed" in await client
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def second_part_of_a_client_hello() -> bytes:
+    """The second Initial datagram of an aioquic client whose ClientHello spans several
+    (100 long ALPN names), as if the first was lost: it decrypts, but its CRYPTO data does
+    not start at offset 0, so nothing is readable yet and the connection stays pending."""
+    cfg = QuicConfiguration(is_client=True, alpn_protocols=[f"{i:03d}" * 40 for i in range(100)])
+    conn = QuicConnection(configuration=cfg)
+    conn.connect(("127.0.0.1", 9), now=0.0)
+    datagrams = [d for d, _ in conn.datagrams_to_send(now=0.0)]
+    assert len(datagrams) >= 2  # the premise: the ClientHello spans datagrams
+    return datagrams[1]
+
+
+async def test_half_open_connections_free_the_backlog_at_their_idle_timeout(
+    pki_dir: Path, server_creds: CertificateCredentials, anti_replay: AntiReplay
+) -> None:
+    """16 clients whose first Initial was lost send only the second one and vanish: they
+    fill the backlog, but once their idle timeout (1 s here) has passed a real client is
+    served. Before the fix the ended connections were cleared only after the backlog
+    check, which refused the new client first, so the listener stayed closed."""
+    server = await UserspaceQuicServer.listen(
+        "127.0.0.1", 0, alpns=[b"h3"], transport=TransportSettings(idle_timeout=1.0)
+    )
+    port = server.address[1]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as half:
+        half.bind(("127.0.0.1", 0))
+        for _ in range(16):
+            half.sendto(second_part_of_a_client_hello(), ("127.0.0.1", port))
+        await asyncio.sleep(0.2)
+        assert len(server._pending) == 16 and not server._accept
+        await asyncio.sleep(1.5)
+    try:
+        client = asyncio.create_task(gtlsclient(port, pki_dir))
+        sock = await server.accept(timeout=5)
+        res = await run_handshake(sock, server_req(server_creds, anti_replay))
+        assert res.ok, res.error
+        sock.close()
+        assert "QUIC handshake has completed" in await client
+        assert len(server._pending) == 0
     finally:
         server.close()
         await server.wait_closed()
