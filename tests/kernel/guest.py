@@ -256,7 +256,8 @@ def socket_inodes(pid: int) -> dict[int, str]:
     return out
 
 
-def descendants(pid: int) -> list[int]:
+def children() -> dict[int, list[int]]:
+    """Parent pid -> child pids, from /proc/*/stat."""
     kids: dict[int, list[int]] = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -267,6 +268,11 @@ def descendants(pid: int) -> list[int]:
         except (OSError, IndexError, ValueError):
             continue
         kids.setdefault(ppid, []).append(int(d))
+    return kids
+
+
+def descendants(pid: int) -> list[int]:
+    kids = children()
     out, todo = [], [pid]
     while todo:
         p = todo.pop()

@@ -80,23 +80,9 @@ class HandshakeTrace:
                 (self.events_dir / e / "enable").write_text("0")
 
 
-def children() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        kids.setdefault(ppid, []).append(int(d))
-    return kids
-
-
 def tree(d: g.Daemon) -> tuple[int | None, list[int]]:
     """(fork server pid, worker pids): the main process's child and its children."""
-    kids = children()
+    kids = g.children()
     forks = kids.get(d.pid, [])
     if len(forks) != 1:
         return None, []
