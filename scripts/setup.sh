@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Idempotent set-up on a fresh Debian 12 machine (run as root): system packages,
-# then a virtualenv in .venv with quichsd installed (editable) and its test tools.
+# Idempotent set-up on a fresh Debian 12 (bookworm) or Debian 13 (trixie) machine, run
+# as root: system packages, then a virtualenv in .venv with quichsd installed (editable)
+# and its test tools. Package names that differ between releases (Debian 13's t64
+# libraries) are resolved against what apt offers, not assumed from the release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/debian.sh
+. ./scripts/debian.sh
 
+# each entry: one package, or alternatives "a|b" (the first that apt offers is taken)
 APT_PACKAGES=(
-  libgnutls30 libgnutls28-dev gnutls-bin   # GnuTLS (QUIC API >= 3.7), certtool, headers for bench/floor.c
+  "libgnutls30t64|libgnutls30" libgnutls28-dev gnutls-bin  # GnuTLS (QUIC API >= 3.7), certtool, headers
   ngtcp2-client ngtcp2-server              # real QUIC peers on GnuTLS: gtlsclient / gtlsserver
   libkeyutils1 keyutils                    # kernel keyrings (libkeyutils via ctypes; keyctl for tests)
   libsystemd-dev pkg-config gcc            # to build systemd-python (sd_notify, journal)
@@ -13,17 +18,13 @@ APT_PACKAGES=(
   groff-base man-db                        # groff/man: tests/unit/test_man.py renders the man pages
   python3-venv
 )
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
-
 PY=${PYTHON:-python3}
+# the interpreter's own headers (systemd-python compiles); a pyenv build has them
+if ! "$PY" -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+  APT_PACKAGES+=(python3-dev)
+fi
+debian_install "${APT_PACKAGES[@]}"
+
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
