@@ -12,6 +12,7 @@ from . import log as logsetup
 from .config import Settings, load_config
 from .credentials import CredentialsError, load_credentials
 from .errors import ConfigError
+from .gnutls.features import features
 
 DEFAULT_CONFIG = "/etc/quichsd/config.yaml"
 log = logging.getLogger("quichsd")
@@ -40,7 +41,7 @@ def parser() -> argparse.ArgumentParser:
 def _load(path: str, explicit: bool) -> Settings:
     if not explicit and not os.path.exists(path):
         return Settings()
-    return load_config(path)
+    return load_config(path, available_groups=features().groups)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
@@ -29,11 +29,18 @@ from quichsd.errors import ConfigError
 #: TLS 1.3 cipher suites usable by QUIC, by their GnuTLS priority names (RFC 9001 §5.3).
 CIPHERS = ("AES-128-GCM", "AES-256-GCM", "AES-128-CCM", "CHACHA20-POLY1305")
 DEFAULT_CIPHERS = ("AES-128-GCM", "AES-256-GCM", "CHACHA20-POLY1305", "AES-128-CCM")
-#: TLS 1.3 key-exchange groups GnuTLS 3.7 accepts after ``GROUP-`` in a priority string.
-GROUPS = (
+#: TLS 1.3 key-exchange groups every GnuTLS quichsd runs on accepts after ``GROUP-``.
+CLASSICAL_GROUPS = (
     "X25519", "X448", "SECP256R1", "SECP384R1", "SECP521R1",
     "FFDHE2048", "FFDHE3072", "FFDHE4096", "FFDHE6144", "FFDHE8192",
 )  # fmt: skip
+#: Hybrid post-quantum groups by their GnuTLS names; only a GnuTLS built with an ML-KEM
+#: provider has them (see :mod:`quichsd.gnutls.features`). The first three are offered
+#: first by default where the linked GnuTLS has them; X25519-KYBER768 is the pre-standard
+#: draft and is used only when named.
+PQ_GROUPS = ("X25519-MLKEM768", "SECP256R1-MLKEM768", "SECP384R1-MLKEM1024", "X25519-KYBER768")
+_PQ_DEFAULT = PQ_GROUPS[:3]
+GROUPS = CLASSICAL_GROUPS + PQ_GROUPS
 DEFAULT_GROUPS = ("X25519", "SECP256R1", "SECP384R1", "SECP521R1")
 LOG_LEVELS = ("debug", "info", "notice", "warning", "error")
 RESUMPTION_KEY_EXCHANGES = ("psk_dhe", "psk")
@@ -147,6 +154,8 @@ class _Ctx:
     errors: list[tuple[int, str]] = field(default_factory=list)
     #: dotted key -> line of the key, for keys present in the file
     lines: dict[str, int] = field(default_factory=dict)
+    #: the groups the linked GnuTLS offers; None = not checked (names only)
+    available_groups: frozenset[str] | None = None
 
     def error(self, line: int, key: str, message: str) -> None:
         self.errors.append((line, f"{key}: {message}" if key else message))
@@ -258,6 +267,25 @@ def choice(options: tuple[str, ...], what: str = "value") -> _Check:
         return str(node.value)
 
     return check
+
+
+def default_groups(available: frozenset[str] | None) -> tuple[str, ...]:
+    """The default ``tls.groups``: hybrid post-quantum groups first where GnuTLS has them."""
+    pq = tuple(g for g in _PQ_DEFAULT if available is not None and g in available)
+    return pq + DEFAULT_GROUPS
+
+
+def group(ctx: _Ctx, node: Node, key: str) -> str:
+    name: str = choice(GROUPS, "group")(ctx, node, key)
+    have = ctx.available_groups
+    if have is not None and name not in have:
+        why = (
+            "it needs a GnuTLS built with ML-KEM (leancrypto or liboqs)"
+            if name in PQ_GROUPS
+            else "this GnuTLS build does not offer it"
+        )
+        raise _Invalid(node, f"group {name!r} is not available in the linked GnuTLS: {why}")
+    return name
 
 
 def path(ctx: _Ctx, node: Node, key: str) -> str:
@@ -381,7 +409,7 @@ _SETTINGS = section(Settings, {
     }),
     "tls": section(TlsSettings, {
         "ciphers": list_of(choice(CIPHERS, "cipher"), "cipher", nonempty=True),
-        "groups": list_of(choice(GROUPS, "group"), "group", nonempty=True),
+        "groups": list_of(group, "group", nonempty=True),
         "resumption_key_exchange": choice(RESUMPTION_KEY_EXCHANGES),
         "session_tickets": boolean,
         "early_data": boolean,
@@ -430,8 +458,28 @@ def _syntax_line(exc: yaml.YAMLError, text: str) -> int:
     return text.count("\n", 0, position) + 1 if isinstance(position, int) else 1
 
 
-def parse_config(text: str, path: str) -> Settings:
-    """Validate the YAML ``text`` of the config file ``path`` (used only in messages)."""
+def parse_config(
+    text: str, path: str, *, available_groups: frozenset[str] | None = None
+) -> Settings:
+    """Validate the YAML ``text`` of the config file ``path`` (used only in messages).
+
+    ``available_groups``: the key-exchange groups the linked GnuTLS offers
+    (:func:`quichsd.gnutls.features.features`); with it a group it lacks is an error, and
+    the default ``tls.groups`` puts the hybrid post-quantum groups it has first. Without
+    it names are checked only, and the default is :data:`DEFAULT_GROUPS`.
+    """
+    settings, present = _parse(text, path, available_groups)
+    if available_groups is not None and "tls.groups" not in present:
+        settings = replace(
+            settings, tls=replace(settings.tls, groups=default_groups(available_groups))
+        )
+    return settings
+
+
+def _parse(
+    text: str, path: str, available_groups: frozenset[str] | None
+) -> tuple[Settings, set[str]]:
+    """The settings and the dotted keys present in the text."""
     loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         root = yaml.compose(text, Loader=loader)
@@ -440,9 +488,9 @@ def parse_config(text: str, path: str) -> Settings:
         raise ConfigError(
             [f"{path}:{_syntax_line(exc, text)}: YAML syntax error: {problem}"]
         ) from None
-    ctx = _Ctx()
+    ctx = _Ctx(available_groups=available_groups)
     if root is None:
-        return Settings()
+        return Settings(), set()
     try:
         settings: Settings = _SETTINGS(ctx, root, "")
     except _Invalid as exc:
@@ -453,11 +501,12 @@ def parse_config(text: str, path: str) -> Settings:
     if ctx.errors:
         ctx.errors.sort(key=lambda e: e[0])
         raise ConfigError([f"{path}:{line}: {msg}" for line, msg in ctx.errors])
-    return settings
+    return settings, set(ctx.lines)
 
 
-def load_config(path: str) -> Settings:
-    """Read and validate the config file at ``path``."""
+def load_config(path: str, *, available_groups: frozenset[str] | None = None) -> Settings:
+    """Read and validate the config file at ``path`` (``available_groups``: as
+    :func:`parse_config`)."""
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_CONFIG_BYTES + 1)
@@ -470,4 +519,4 @@ def load_config(path: str) -> Settings:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise ConfigError([f"{path}:{line}: not valid UTF-8"]) from None
-    return parse_config(text, path)
+    return parse_config(text, path, available_groups=available_groups)

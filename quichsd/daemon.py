@@ -70,6 +70,7 @@ from .config import Settings, load_config
 from .credentials import Credentials, CredentialsError, SessionKeyrings, load_credentials
 from .errors import ConfigError
 from .gnutls import _lib as gnutls
+from .gnutls.features import features
 from .metrics_http import MetricsEndpoint
 from .netlink import HandshakeAgent, HandshakeFamilyUnavailable
 from .netlink.pyroute import PyrouteTransport
@@ -210,7 +211,7 @@ class Daemon:
         return f"configuration reloaded from {self.config_path}"
 
     def _load(self) -> tuple[Settings, Credentials]:
-        settings = load_config(self.config_path)
+        settings = load_config(self.config_path, available_groups=features().groups)
         return settings, load_credentials(settings)
 
     def _apply(self, settings: Settings, creds: Credentials) -> None:

@@ -34,10 +34,10 @@ ROOT=${QUICHSD_CHROOT:-/var/tmp/quichsd-chroot-$SUITE}
 # URIs of the host's apt sources (deb822 and one-line formats alike)
 host_uri() {  # $1: "debian" or "debian-security"
     local pat=$1
-    cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list \
-        2>/dev/null \
+    { cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources \
+          /etc/apt/sources.list.d/*.list 2>/dev/null || true; } \
       | grep -oE '(https?|file)://[^ ]+' | sed 's:/*$::' \
-      | grep -E "/${pat}\$" | head -n1
+      | grep -E "/${pat}\$" | head -n1 || true
 }
 MIRROR=${QUICHSD_MIRROR:-$(host_uri debian)}
 SECURITY=$(host_uri debian-security || true)
@@ -75,6 +75,20 @@ git -C "$SRC" ls-files -z | (cd "$SRC" && xargs -0 tar -cf - --no-recursion) | t
     commit -q -m "chroot copy of $(git -C "$SRC" rev-parse --short HEAD)")
 [ -n "$keep_venv" ] && mv "$ROOT/work/.venv-keep" "$DEST/.venv"
 
+# the host's network set-up for package registries: its local CAs and pip settings
+if [ -d /usr/local/share/ca-certificates ]; then
+    mkdir -p "$ROOT/usr/local/share/ca-certificates"
+    cp -a /usr/local/share/ca-certificates/. "$ROOT/usr/local/share/ca-certificates/"
+    chroot "$ROOT" update-ca-certificates >/dev/null 2>&1 || true
+fi
+[ -f /etc/pip.conf ] && cp /etc/pip.conf "$ROOT/etc/pip.conf"
+passenv=()
+while IFS='=' read -r name _; do
+    case $name in
+        PIP_*|SSL_CERT_*|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE) passenv+=("$name=${!name}");;
+    esac
+done < <(env)
+
 mounts=()
 cleanup() {
     local i
@@ -94,7 +108,8 @@ mkdir -p "$ROOT/run" "$ROOT/tmp"
 mount -t tmpfs tmpfs "$ROOT/run"; mounts+=("$ROOT/run")
 mkdir -p "$ROOT/var/cache/quichsd-vm"
 
-# a clean environment: the chroot's own PATH and python, not the host's pyenv
-env -i HOME=/root TERM=dumb LANG=C.UTF-8 CI="${CI:-}" \
+# a clean environment: the chroot's own PATH and python, not the host's pyenv; the
+# host's registry settings (CA bundle, pip) pass through
+env -i HOME=/root TERM=dumb LANG=C.UTF-8 CI="${CI:-}" "${passenv[@]}" \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     chroot "$ROOT" /bin/bash -c 'cd /work/quichsd && exec ./scripts/test.sh "$@"' test.sh "$@"

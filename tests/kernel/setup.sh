@@ -1,10 +1,11 @@
 #!/bin/sh
 # Idempotent installer for the real-kernel VM test tier (tests/kernel/).
 #
-# Installs, on a Debian 12 machine run as root:
+# Installs, on a Debian 12 or 13 machine run as root:
 #   - apt: qemu-system-x86 kmod keyutils busybox-static udev (no recommends)
 #   - a venv with virtme-ng (pinned) under $QUICHSD_VM_CACHE/venv
-#   - Debian's own linux-image-6.12.*+deb12-amd64 (newest apt offers),
+#   - the release's own linux-image-6.12.*+debN-amd64 (N = the major release read from
+#     /etc/debian_version; the newest apt offers),
 #     unpacked with dpkg-deb -x under $QUICHSD_VM_CACHE/kroot (not installed)
 #   - modules.dep for that tree (depmod -b)
 # Work already done is detected and skipped; a second run takes < 1 s.
@@ -12,7 +13,7 @@
 # Environment:
 #   QUICHSD_VM_CACHE   cache folder (default /var/cache/quichsd-vm)
 #   QUICHSD_VM_KERNEL  exact package name to use instead of the newest
-#                      linux-image-6.12.*+deb12-amd64
+#                      linux-image-6.12.*+debN-amd64
 # On success the last line printed is "kernel: <path to vmlinuz>".
 set -eu
 
@@ -81,9 +82,13 @@ if [ -n "$MKI" ] && ! grep -q 'cache=loose' "$MKI"; then
 fi
 
 # ---- 3. kernel ----------------------------------------------------------------
+# the release: Debian's kernel packages carry it as +debN (6.12 is in 12's security
+# suite and is 13's own kernel)
+DEB_MAJOR=$(cut -d. -f1 /etc/debian_version 2>/dev/null || true)
+case $DEB_MAJOR in ''|*[!0-9]*) die "cannot read the Debian release from /etc/debian_version";; esac
 pick_kernel() {
     apt-cache pkgnames linux-image-6.12. 2>/dev/null \
-        | grep -E '^linux-image-6\.12\.[0-9]+\+deb12-amd64$' | sort -V | tail -n1
+        | grep -E "^linux-image-6\\.12\\.[0-9]+\\+deb${DEB_MAJOR}-amd64\$" | sort -V | tail -n1
 }
 KPKG=${QUICHSD_VM_KERNEL:-}
 if [ -z "$KPKG" ]; then
@@ -93,7 +98,7 @@ if [ -z "$KPKG" ]; then
         KPKG=$(pick_kernel || true)
     fi
 fi
-[ -n "$KPKG" ] || die "apt offers no linux-image-6.12.*+deb12-amd64 (is bookworm-security enabled?)"
+[ -n "$KPKG" ] || die "apt offers no linux-image-6.12.*+deb${DEB_MAJOR}-amd64 (are the release's updates and security suites enabled?)"
 KVER=${KPKG#linux-image-}
 KROOT=$CACHE/kroot
 VMLINUZ=$KROOT/boot/vmlinuz-$KVER
@@ -111,6 +116,12 @@ if [ ! -f "$STAMP" ]; then
     mkdir -p "$KROOT"
     for d in "$DEBS/${KPKG}_"*.deb; do dpkg-deb -x "$d" "$KROOT"; done
     [ -f "$VMLINUZ" ] || die "no $VMLINUZ after unpacking"
+    # Debian 13's packages put the modules under /usr/lib/modules (merged /usr); depmod -b
+    # and virtme look in <root>/lib/modules
+    if [ -d "$KROOT/usr/lib/modules/$KVER" ] && [ ! -e "$KROOT/lib/modules/$KVER" ]; then
+        mkdir -p "$KROOT/lib/modules"
+        ln -s "../../usr/lib/modules/$KVER" "$KROOT/lib/modules/$KVER"
+    fi
     depmod -b "$KROOT" "$KVER" || die "depmod failed"
     touch "$STAMP"
 fi

@@ -244,7 +244,8 @@ BAD: list[tuple[str, str, list[str]]] = [
             "a string; write true or false",
             f"{P}:3: tls.groups[1]: unknown group 'P-256' (expected one of X25519, X448, "
             "SECP256R1, SECP384R1, SECP521R1, FFDHE2048, FFDHE3072, FFDHE4096, FFDHE6144, "
-            "FFDHE8192)",
+            "FFDHE8192, X25519-MLKEM768, SECP256R1-MLKEM768, SECP384R1-MLKEM1024, "
+            "X25519-KYBER768)",
             f"{P}:5: log.level: expected one of debug, info, notice, warning, error, got the "
             "number 3",
         ],
