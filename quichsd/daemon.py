@@ -20,7 +20,7 @@ More cores: ``handshake.workers`` > 1 (0 = one per CPU) runs handshakes in worke
 processes (:mod:`quichsd.workers`); 1 (the default) is the single process above.
 * The main process keeps the netlink reader/drainer and sends every ACCEPT, so READY,
   the drain and ``max_in_flight`` stay in one place. ACCEPT installs the fd in the main
-  process (kernel-interfaces.md §1.6); the agent's handler (``WorkerPool.handle``) sends
+  process (docs/kernel-interfaces.md §1.6); the agent's handler (``WorkerPool.handle``) sends
   the decoded request and a dup of the fd to the least-loaded worker (SCM_RIGHTS on a
   SEQPACKET socketpair) and closes the dup; the agent keeps the original.
 * The worker runs ``HandshakeService.handle`` on its event loop as above, sends DONE

@@ -1,6 +1,6 @@
 """One TLS handshake over a :class:`~quichsd.quicsocket.QuicSocket`, on asyncio.
 
-The driver speaks the kernel QUIC socket contract (kernel-interfaces.md §2-§3) and is the
+The driver speaks the kernel QUIC socket contract (docs/kernel-interfaces.md §2-§3) and is the
 only layer that touches the socket; the TLS engine below it is sans-IO.
 
 States (one pass, in this order; each line is what the driver is doing)::

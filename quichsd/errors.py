@@ -1,7 +1,7 @@
 """Error hierarchy. Each handshake error carries the DONE status (a positive errno).
 
 The mapping from failure to status is defined here and only here (see
-``../shared/research/kernel-interfaces.md`` §3.8 and the fault catalogue):
+``docs/kernel-interfaces.md`` §3.8 and ``docs/fault-catalogue.md``):
 TLS failure -> EACCES, deadline -> ETIMEDOUT, local setup fault -> EIO,
 not QUIC -> EOPNOTSUPP, unknown PSK -> EKEYREJECTED, socket error -> its errno.
 """

@@ -4,7 +4,7 @@ A kernel ``IPPROTO_QUIC`` socket *is* a :class:`QuicSocket` (``socket.socket`` h
 these methods with these signatures). Userspace stacks (``quichsd.userspace``) implement
 the same calls and decode the same bytes, so the driver cannot tell them apart.
 
-Contract (as the lxin/quic kernel module behaves, kernel-interfaces.md §2):
+Contract (as the lxin/quic kernel module behaves, docs/kernel-interfaces.md §2):
 
 * ``fileno()`` becomes readable when ``recvmsg`` has something (data or an event).
 * ``recvmsg(bufsize, ancbufsize, flags)`` never blocks once the socket is non-blocking:

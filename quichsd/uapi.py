@@ -2,7 +2,7 @@
 
 Mirrors lxin/quic ``modules/include/uapi/linux/quic.h`` at 03a9c7cd (uapi last changed
 c98ca0f1, 2026-05-22) and the kernel's ``Documentation/netlink/specs/handshake.yaml``
-(6.17), as summarised in ``shared/research/kernel-interfaces.md`` §1-§2. Offsets are
+(6.17), as summarised in ``docs/kernel-interfaces.md`` §1-§2. Offsets are
 x86-64 (natural alignment; every layout here is the same on all 64-bit Linux ABIs).
 """
 

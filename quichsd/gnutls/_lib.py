@@ -1,6 +1,6 @@
 """ctypes binding of the GnuTLS (>= 3.7.2) calls quichsd uses, and nothing else.
 
-Rules (python-ecosystem.md §1.6): a private ``CDLL`` (no shared cached function objects);
+Rules (docs/gnutls-binding.md §1.6): a private ``CDLL`` (no shared cached function objects);
 ``gnutls_datum_t.size`` is ``unsigned int``; binary pointers are ``c_void_p`` (``c_char_p``
 stops at NUL); ``gnutls_free``/``gnutls_malloc`` are exported *variables*; every
 ``CFUNCTYPE`` object must stay referenced as long as C may call it; callbacks must never

@@ -1,6 +1,6 @@
 """Wire codec of the generic netlink family ``handshake``. Pure: bytes in, values out.
 
-Layouts (``kernel-interfaces.md`` §1, ``linux/handshake.h``; all host byte order):
+Layouts (``docs/kernel-interfaces.md`` §1, ``linux/handshake.h``; all host byte order):
 
 * ``nlmsghdr``  ``=IHHII``: length (whole message), type (the family id), flags, seq, pid
 * ``genlmsghdr`` ``=BBH``: cmd, version, reserved

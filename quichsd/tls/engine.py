@@ -6,7 +6,7 @@ numbering). Out: :mod:`quichsd.tls.events`, in the order they must be acted on, 
 ``alert`` is the TLS alert to send as QUIC ``CONNECTION_CLOSE 0x100 + alert``; output
 queued before the failure is discarded.
 
-Rules from the research that hold here (python-ecosystem.md §1.6, kernel-interfaces.md §3):
+Rules from the research that hold here (docs/gnutls-binding.md §1.6, docs/kernel-interfaces.md §3):
 
 1. ``%DISABLE_TLS13_COMPAT_MODE`` is always in the priority string.
 2. ``gnutls_handshake()`` is never called again after it returned 0; post-handshake

@@ -1,7 +1,7 @@
 """A userspace QUIC socket backed by aioquic: real QUIC over real UDP, kernel socket contract.
 
 :class:`UserspaceQuicSocket` answers the calls of :class:`~quichsd.quicsocket.QuicSocket`
-the way the lxin/quic kernel module does (kernel-interfaces.md §2): it decodes the packed
+the way the lxin/quic kernel module does (docs/kernel-interfaces.md §2): it decodes the packed
 ``quic_crypto_secret``, ``quic_config`` and ``quic_connection_close`` and the 1-byte
 ``QUIC_HANDSHAKE_INFO`` cmsg with :mod:`quichsd.uapi`, so a handshake driver cannot tell it
 from an ``IPPROTO_QUIC`` socket. aioquic does the QUIC transport; TLS is done by whoever
@@ -40,7 +40,7 @@ from .sockopts import SockOpts, oserror
 
 __all__ = ["UserspaceQuicSocket", "TransportSettings"]
 
-#: flags sendmsg accepts (kernel-interfaces.md §2.12); anything else is EINVAL
+#: flags sendmsg accepts (docs/kernel-interfaces.md §2.12); anything else is EINVAL
 _SEND_FLAGS = (
     socket.MSG_MORE | socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL | socket.MSG_WAITALL | 0x40000
 )
@@ -153,7 +153,7 @@ class UserspaceQuicSocket(SockOpts, AppData):
     def crypto_received(self, level: uapi.CryptoLevel, data: bytes) -> None:
         """Reassembled CRYPTO data from aioquic (in order, per level)."""
         if level is uapi.CryptoLevel.APP:
-            # kernel-interfaces.md §2.9: post-handshake CRYPTO is not for recvmsg; the first
+            # docs/kernel-interfaces.md §2.9: post-handshake CRYPTO is not for recvmsg; the first
             # NewSessionTicket is assembled for getsockopt(SESSION_TICKET); servers drop it
             if self._conn._is_client and not self._nst_complete():
                 self._nst += data

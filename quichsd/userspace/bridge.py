@@ -2,7 +2,7 @@
 
 aioquic calls ``tls.Context.handle_message(data, buffers)`` with reassembled CRYPTO data and
 expects TLS to install packet keys through ``update_traffic_key_cb``
-(python-ecosystem.md §5.3). :class:`BridgeTls` duck-types that surface: received CRYPTO
+(docs/gnutls-binding.md §5.3). :class:`BridgeTls` duck-types that surface: received CRYPTO
 data goes to a callback (the socket queues it for ``recvmsg``); nothing is produced by
 itself. :class:`BridgedConnection` adds the operations the kernel performs on behalf of
 the QUIC socket's setsockopt/sendmsg: queue CRYPTO data at an epoch, install a secret,

@@ -2,7 +2,7 @@
 
 aioquic 1.7 protects packets with AES-GCM and ChaCha20 only. RFC 9001 §5.3 also allows
 AEAD_AES_128_CCM (16-byte tag) with AES-ECB header protection (§5.4.3), which the kernel
-module supports (``ccm(aes)``, kernel-interfaces.md §2.7). :func:`register` teaches
+module supports (``ccm(aes)``, docs/kernel-interfaces.md §2.7). :func:`register` teaches
 aioquic's packet-protection layer this suite; it is additive (the three native suites and
 aioquic's own TLS negotiation are unchanged) and idempotent. Key updates work too, since
 aioquic derives the next phase through the same tables.

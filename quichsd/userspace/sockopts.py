@@ -1,6 +1,6 @@
 """getsockopt/setsockopt of the userspace QUIC socket, as the kernel answers them.
 
-Values are decoded with :mod:`quichsd.uapi` from the layouts of kernel-interfaces.md §2.6;
+Values are decoded with :mod:`quichsd.uapi` from the layouts of docs/kernel-interfaces.md §2.6;
 errors are ``OSError`` with the kernel's errno (EINVAL, ENOPROTOOPT...).
 """
 

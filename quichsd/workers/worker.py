@@ -3,7 +3,7 @@
 A worker receives ``("job", id, AcceptRequest)`` with the accepted fd (now in *its* fd
 table), runs :meth:`HandshakeService.handle` on it, sends DONE through its own netlink
 request socket naming its own fd number (the kernel resolves DONE's fd in the sender's
-table, kernel-interfaces.md §1.6), closes the fd and reports the status to the main
+table, docs/kernel-interfaces.md §1.6), closes the fd and reports the status to the main
 process, which logs the completion line and keeps the in-flight accounting.
 
 Signals: SIGHUP reloads config and credentials (the reload hook) and reports the result;

@@ -1,7 +1,7 @@
 """Property tests of the handshake netlink codec (quichsd/netlink/codec.py).
 
 Valid READY/ACCEPT replies are built here by hand with ``struct.pack`` from the layouts in
-``kernel-interfaces.md`` §1 (never by quichsd's encoder), then decoded as they are, and
+``docs/kernel-interfaces.md`` §1 (never by quichsd's encoder), then decoded as they are, and
 mutated (truncated, bit-flipped, an attribute's length field rewritten). The decoder must
 return a valid :class:`AcceptRequest` or raise :class:`MalformedMessage` naming the
 attribute and the problem, carrying the SOCKFD whenever a well-formed one came before the

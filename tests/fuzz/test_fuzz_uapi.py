@@ -3,7 +3,7 @@
 Every ``unpack_*`` given arbitrary bytes returns a value or raises ValueError; every
 ``pack_*``/``unpack_*`` pair round-trips; ``parse_alpn_option`` returns a tuple of valid
 entries or raises ValueError. Layouts are checked against ``struct`` formats written here
-from ``linux/quic.h`` (kernel-interfaces.md §2), not against the module's own structs.
+from ``linux/quic.h`` (docs/kernel-interfaces.md §2), not against the module's own structs.
 """
 
 from __future__ import annotations

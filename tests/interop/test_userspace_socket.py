@@ -2,7 +2,7 @@
 and full handshakes through quichsd's driver against aioquic's own TLS and ngtcp2.
 
 Contract tests hand-pack the kernel structs with ``struct`` from the offsets documented in
-kernel-interfaces.md §2.6 (not with quichsd.uapi), so an encoder/decoder mismatch shows.
+docs/kernel-interfaces.md §2.6 (not with quichsd.uapi), so an encoder/decoder mismatch shows.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Stdlib only: under TCG every import costs 20-25x what it costs on the host.
 
-The kernel consumers are NVMe/TCP with TLS on 127.0.0.1 (kernel-vm.md §4):
+The kernel consumers are NVMe/TCP with TLS on 127.0.0.1 (docs/kernel-vm.md §4):
 the nvmet-tcp target asks for a SERVERHELLO on every TCP connection to its
 port (``addr_tsas=tls1.3`` makes ``treq=required``), and the nvme-tcp host asks
 for a CLIENTHELLO when an option string with ``tls`` is written to

@@ -2,7 +2,8 @@
 # Idempotent installer for the real-kernel VM test tier (tests/kernel/).
 #
 # Installs, on a Debian 12 or 13 machine run as root:
-#   - apt: qemu-system-x86 kmod keyutils busybox-static udev (no recommends)
+#   - apt: qemu-system-x86 kmod keyutils busybox-static udev file (no recommends;
+#     virtme-ng runs file(1) on the kernel image)
 #   - a venv with virtme-ng (pinned) under $QUICHSD_VM_CACHE/venv
 #   - the release's own linux-image-6.12.*+debN-amd64 (N = the major release read from
 #     /etc/debian_version; the newest apt offers),
@@ -33,7 +34,7 @@ if command -v flock >/dev/null 2>&1; then
 fi
 
 # ---- 1. apt packages -------------------------------------------------------
-APT_PKGS="qemu-system-x86 kmod keyutils busybox-static udev"
+APT_PKGS="qemu-system-x86 kmod keyutils busybox-static udev file"
 missing=""
 for p in $APT_PKGS; do
     st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
@@ -70,7 +71,7 @@ if ! "$VENV/bin/vng" --version >/dev/null 2>&1; then
         || die "pip install virtme-ng failed"
 fi
 # 9p cache=loose: the guest only reads the host root fs, and caching it
-# cuts venv start-up ~3x and imports ~30% under TCG (kernel-vm.md §2).
+# cuts venv start-up ~3x and imports ~30% under TCG (docs/kernel-vm.md §2).
 MKI=$(ls "$VENV"/lib/python3*/site-packages/virtme/mkinitramfs.py 2>/dev/null | head -n1 || true)
 if [ -n "$MKI" ] && ! grep -q 'cache=loose' "$MKI"; then
     if grep -q 'msize=524288 /dev/root' "$MKI"; then

@@ -4,7 +4,7 @@
 reader, answers ACCEPT with hand-built replies carrying *real* fds (UDP/TCP sockets made
 here and detached, as if the kernel had installed them), and records every request
 framed exactly as a netlink socket would send it. Expected ACCEPT/DONE bytes are written
-by hand from the spec (kernel-interfaces.md §1), never with quichsd's encoder.
+by hand from the spec (docs/kernel-interfaces.md §1), never with quichsd's encoder.
 """
 
 from __future__ import annotations

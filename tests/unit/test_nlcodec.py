@@ -1,7 +1,7 @@
 """Byte-for-byte tests of the handshake netlink codec.
 
 Every fixture is written here by hand from the spec tables in
-``shared/research/kernel-interfaces.md`` §1 (ids, types, §1.5 reply order) using literal
+``docs/kernel-interfaces.md`` §1 (ids, types, §1.5 reply order) using literal
 numbers and ``struct.pack``; nothing is produced by quichsd's encoder or by pyroute2.
 
     nlmsghdr   =IHHII  len, type, flags, seq, pid
@@ -33,7 +33,7 @@ from quichsd.netlink.codec import (
     parse_message,
 )
 
-FAMILY = 0x21  # the id the 6.12 VM kernel gave "handshake" (kernel-vm.md §3)
+FAMILY = 0x21  # the id the 6.12 VM kernel gave "handshake" (docs/kernel-vm.md §3)
 PID = 4242
 
 
@@ -144,7 +144,7 @@ def test_accept_reply_x509_server_old_kernel_minimal() -> None:
 
 
 def test_accept_reply_psk_client_several_peer_ids() -> None:
-    # what the 6.12 NVMe host sent (kernel-vm.md §4.2) plus two more identities
+    # what the 6.12 NVMe host sent (docs/kernel-vm.md §4.2) plus two more identities
     data = msg(
         2,
         s32(1, 8)
