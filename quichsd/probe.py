@@ -295,6 +295,10 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+#: what the probe's userspace QUIC stack needs beyond the daemon (the ``probe`` extra)
+OPTIONAL_MODULES = ("aioquic", "cryptography", "pylsqpack", "certifi", "service_identity")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
@@ -307,5 +311,14 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         sys.stderr.write(f"quichsd-probe: {e}\n")
         return 2
+    except ModuleNotFoundError as e:
+        if e.name is None or e.name.split(".")[0] not in OPTIONAL_MODULES:
+            raise
+        sys.stderr.write(
+            f"quichsd-probe: needs the Python package {e.name.split('.')[0]!r} (the userspace "
+            "QUIC stack): pip install 'quichsd[probe]' (on Debian 13: apt install "
+            "python3-aioquic)\n"
+        )
+        return 3
     except KeyboardInterrupt:
         return 1

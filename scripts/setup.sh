@@ -17,6 +17,7 @@ APT_PACKAGES=(
   systemd                                  # systemd-analyze (unit security check in the tests)
   groff-base man-db                        # groff/man: tests/unit/test_man.py renders the man pages
   python3-venv
+  python3-setuptools python3-wheel         # the distribution's own build (tests/unit/test_packaging.py)
 )
 PY=${PYTHON:-python3}
 # the interpreter's own headers (systemd-python compiles); a pyenv build has them
@@ -31,6 +32,6 @@ fi
 stamp=.venv/.quichsd-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[test,systemd]'
+  .venv/bin/pip install -q -e '.[test,systemd,probe]'
   touch "$stamp"
 fi
