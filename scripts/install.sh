@@ -1,40 +1,71 @@
 #!/bin/sh
 # Install what a distribution ships besides the Python package: the systemd unit, the
-# configuration file, the man pages and the documentation.
+# configuration file, the man pages and the documentation; and put the daemon's command
+# in SBINDIR, as tlshd's is.
 #
 #   scripts/install.sh                        # into / (as root), PREFIX=/usr
 #   DESTDIR=/tmp/stage scripts/install.sh     # staged, for a package build
 #
-# The Python package itself (the quichsd and quichsd-probe commands) is installed by the
-# packaging tool (pybuild, pip): it must put them in $PREFIX/bin, where the unit runs them.
+# The Python package (the quichsd and quichsd-probe commands) is installed first by the
+# packaging tool (pybuild, pip) into $BINDIR. This script then moves quichsd from $BINDIR
+# to $SBINDIR (where the unit runs it) when the two differ; quichsd-probe stays in $BINDIR.
 #
-# Environment: DESTDIR (default: none), PREFIX (default /usr), SYSCONFDIR (default /etc),
-# UNITDIR (default /lib/systemd/system). An existing $SYSCONFDIR/quichsd/config.yaml is
-# kept, and the shipped one goes beside it as config.yaml.dist.
+# Environment (defaults in brackets):
+#   DESTDIR     staging root for a package build []
+#   PREFIX      [/usr]
+#   BINDIR      where the packaging tool put the commands [$PREFIX/bin]
+#   SBINDIR     the daemon's command, run by the unit [$PREFIX/sbin]
+#   SYSCONFDIR  [/etc]
+#   UNITDIR     [/usr/lib/systemd/system]
+#   MANDIR      [$PREFIX/share/man; /usr/local/share/man when PREFIX is a virtualenv]
+#   DOCDIR      [$PREFIX/share/doc/quichsd; /usr/local/share/doc/quichsd for a virtualenv]
+# An existing $SYSCONFDIR/quichsd/config.yaml is kept, and the shipped one goes beside it
+# as config.yaml.dist.
 set -eu
 cd "$(dirname "$0")/.."
 
 DESTDIR=${DESTDIR:-}
 PREFIX=${PREFIX:-/usr}
+BINDIR=${BINDIR:-$PREFIX/bin}
+SBINDIR=${SBINDIR:-$PREFIX/sbin}
 SYSCONFDIR=${SYSCONFDIR:-/etc}
-UNITDIR=${UNITDIR:-/lib/systemd/system}
+UNITDIR=${UNITDIR:-/usr/lib/systemd/system}
+# a virtualenv's prefix is no place for man pages: man(1) does not look there
+if [ -f "$DESTDIR$PREFIX/pyvenv.cfg" ]; then
+    share=/usr/local/share
+else
+    share=$PREFIX/share
+fi
+MANDIR=${MANDIR:-$share/man}
+DOCDIR=${DOCDIR:-$share/doc/quichsd}
 
 log() { echo "install.sh: $*"; }
+die() { echo "install.sh: ERROR: $*" >&2; exit 1; }
 
 put() {  # put MODE SOURCE TARGET
     install -D -m "$1" "$2" "$DESTDIR$3"
     log "$3"
 }
 
-# the unit runs $PREFIX/bin/quichsd with $SYSCONFDIR/quichsd/config.yaml
+# the daemon's command: $BINDIR/quichsd (from the packaging tool) -> $SBINDIR/quichsd
+if [ "$BINDIR" != "$SBINDIR" ]; then
+    if [ -e "$DESTDIR$BINDIR/quichsd" ]; then
+        mkdir -p "$DESTDIR$SBINDIR"
+        mv -f "$DESTDIR$BINDIR/quichsd" "$DESTDIR$SBINDIR/quichsd"
+        log "$SBINDIR/quichsd (moved from $BINDIR)"
+    elif [ ! -e "$DESTDIR$SBINDIR/quichsd" ]; then
+        log "warning: no $BINDIR/quichsd to move to $SBINDIR: install the Python package" \
+            "first (pybuild, pip); the unit runs $SBINDIR/quichsd"
+    fi
+fi
+
+# the unit runs $SBINDIR/quichsd with $SYSCONFDIR/quichsd/config.yaml
 unit=$(mktemp)
 trap 'rm -f "$unit"' EXIT
-sed -e "s|^ExecStart=/usr/bin/quichsd -c /etc/quichsd/config.yaml\$|ExecStart=$PREFIX/bin/quichsd -c $SYSCONFDIR/quichsd/config.yaml|" \
+exec_line="ExecStart=$SBINDIR/quichsd -c $SYSCONFDIR/quichsd/config.yaml"
+sed -e "s|^ExecStart=/usr/sbin/quichsd -c /etc/quichsd/config.yaml\$|$exec_line|" \
     systemd/quichsd.service > "$unit"
-grep -q "^ExecStart=$PREFIX/bin/quichsd -c $SYSCONFDIR/quichsd/config.yaml\$" "$unit" || {
-    echo "install.sh: ERROR: systemd/quichsd.service has no ExecStart line to rewrite" >&2
-    exit 1
-}
+grep -qx "$exec_line" "$unit" || die "systemd/quichsd.service has no ExecStart line to rewrite"
 put 0644 "$unit" "$UNITDIR/quichsd.service"
 
 config=$SYSCONFDIR/quichsd/config.yaml
@@ -47,9 +78,9 @@ fi
 
 for page in docs/man/*.[0-9]; do
     name=$(basename "$page")
-    put 0644 "$page" "$PREFIX/share/man/man${name##*.}/$name"
+    put 0644 "$page" "$MANDIR/man${name##*.}/$name"
 done
 
-for doc in README.md CHANGELOG.md docs/design.md docs/unix-protocol.md; do
-    put 0644 "$doc" "$PREFIX/share/doc/quichsd/$(basename "$doc")"
+for doc in README.md CHANGELOG.md COPYING docs/*.md; do
+    put 0644 "$doc" "$DOCDIR/$(basename "$doc")"
 done

@@ -27,31 +27,83 @@ def files(root: Path) -> dict[str, int]:
     }
 
 
+DOCS = sorted(
+    ["README.md", "CHANGELOG.md", "COPYING"] + [p.name for p in (REPO / "docs").glob("*.md")]
+)
+
+
+def console_script(path: Path) -> None:
+    """What pip or pybuild leaves in BINDIR."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/usr/bin/python3\nfrom quichsd.cli import main\nmain()\n")
+    path.chmod(0o755)
+
+
 def test_staged_install_lays_out_unit_config_man_and_docs(tmp_path: Path) -> None:
+    console_script(tmp_path / "usr/local/bin/quichsd")
+    console_script(tmp_path / "usr/local/bin/quichsd-probe")
     r = install(tmp_path, PREFIX="/usr/local", SYSCONFDIR="/etc")
     assert r.returncode == 0, r.stderr
     assert files(tmp_path) == {
         "/etc/quichsd/config.yaml": 0o644,
-        "/lib/systemd/system/quichsd.service": 0o644,
-        "/usr/local/share/doc/quichsd/CHANGELOG.md": 0o644,
-        "/usr/local/share/doc/quichsd/README.md": 0o644,
-        "/usr/local/share/doc/quichsd/design.md": 0o644,
-        "/usr/local/share/doc/quichsd/unix-protocol.md": 0o644,
+        "/usr/lib/systemd/system/quichsd.service": 0o644,
+        # the daemon in sbin, as tlshd; the probe stays where the packaging tool put it
+        "/usr/local/sbin/quichsd": 0o755,
+        "/usr/local/bin/quichsd-probe": 0o755,
+        **{f"/usr/local/share/doc/quichsd/{d}": 0o644 for d in DOCS},
         "/usr/local/share/man/man1/quichsd-probe.1": 0o644,
         "/usr/local/share/man/man5/quichsd.yaml.5": 0o644,
         "/usr/local/share/man/man8/quichsd.8": 0o644,
     }
-    unit = (tmp_path / "lib/systemd/system/quichsd.service").read_text()
+    unit = (tmp_path / "usr/lib/systemd/system/quichsd.service").read_text()
     shipped = (REPO / "systemd/quichsd.service").read_text()
     # only the command line differs from the shipped unit
     assert unit == shipped.replace(
-        "ExecStart=/usr/bin/quichsd -c /etc/quichsd/config.yaml",
-        "ExecStart=/usr/local/bin/quichsd -c /etc/quichsd/config.yaml",
+        "ExecStart=/usr/sbin/quichsd -c /etc/quichsd/config.yaml",
+        "ExecStart=/usr/local/sbin/quichsd -c /etc/quichsd/config.yaml",
     )
     assert unit != shipped
+    assert "Documentation=man:quichsd(8) man:quichsd.yaml(5)\n" in unit
     config = tmp_path / "etc/quichsd/config.yaml"
     assert config.read_bytes() == (REPO / "etc/quichsd/config.yaml").read_bytes()
     assert "/etc/quichsd/config.yaml" in r.stdout
+
+
+def test_knobs_bindir_sbindir_mandir_unitdir(tmp_path: Path) -> None:
+    console_script(tmp_path / "opt/q/bin/quichsd")
+    r = install(
+        tmp_path,
+        PREFIX="/opt/q",
+        SBINDIR="/opt/q/libexec",
+        MANDIR="/opt/man",
+        UNITDIR="/etc/systemd/system",
+        DOCDIR="/opt/doc",
+    )
+    assert r.returncode == 0, r.stderr
+    got = files(tmp_path)
+    assert "/opt/q/libexec/quichsd" in got and "/opt/q/bin/quichsd" not in got
+    assert "/opt/man/man8/quichsd.8" in got and "/opt/doc/README.md" in got
+    unit = (tmp_path / "etc/systemd/system/quichsd.service").read_text()
+    assert "ExecStart=/opt/q/libexec/quichsd -c /etc/quichsd/config.yaml\n" in unit
+
+
+def test_virtualenv_prefix_keeps_man_pages_out_of_the_venv(tmp_path: Path) -> None:
+    venv = tmp_path / "srv/venv"
+    venv.mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    console_script(venv / "bin/quichsd")
+    r = install(tmp_path, PREFIX="/srv/venv")
+    assert r.returncode == 0, r.stderr
+    got = files(tmp_path)
+    assert "/usr/local/share/man/man8/quichsd.8" in got
+    assert not [p for p in got if p.startswith("/srv/venv/share")]
+    assert "/srv/venv/sbin/quichsd" in got
+
+
+def test_missing_console_script_is_reported(tmp_path: Path) -> None:
+    r = install(tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "warning: no /usr/bin/quichsd to move to /usr/sbin" in r.stdout
 
 
 def test_reinstall_keeps_the_admins_config(tmp_path: Path) -> None:
@@ -69,8 +121,8 @@ def test_reinstall_keeps_the_admins_config(tmp_path: Path) -> None:
 def test_other_sysconfdir_reaches_the_unit(tmp_path: Path) -> None:
     r = install(tmp_path, SYSCONFDIR="/usr/local/etc")
     assert r.returncode == 0, r.stderr
-    unit = (tmp_path / "lib/systemd/system/quichsd.service").read_text()
-    assert "ExecStart=/usr/bin/quichsd -c /usr/local/etc/quichsd/config.yaml\n" in unit
+    unit = (tmp_path / "usr/lib/systemd/system/quichsd.service").read_text()
+    assert "ExecStart=/usr/sbin/quichsd -c /usr/local/etc/quichsd/config.yaml\n" in unit
     assert (tmp_path / "usr/local/etc/quichsd/config.yaml").is_file()
 
 
