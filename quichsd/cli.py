@@ -1,4 +1,4 @@
-"""``quichsd [-c PATH] [-s|--stderr] [--check] [--version]``."""
+"""``quichsd [-c PATH] [-s|--stderr] [--check] [--version] [--import-tlshd-config [FILE]]``."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import sys
 
 from . import __version__
 from . import log as logsetup
-from .config import Settings, load_config
+from .config import MAX_CONFIG_BYTES, Settings, load_config
 from .credentials import CredentialsError, load_credentials
 from .errors import ConfigError
 from .gnutls.features import features
+from .tlshd_import import TLSHD_CONFIG_PATHS, KeyFileError, convert
 
 DEFAULT_CONFIG = "/etc/quichsd/config.yaml"
 log = logging.getLogger("quichsd")
@@ -34,8 +35,49 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="validate the configuration and the files it names, then exit",
     )
+    p.add_argument(
+        "--import-tlshd-config",
+        nargs="?",
+        const="",
+        metavar="FILE",
+        help="print a tlshd configuration (default: the one tlshd would read, "
+        f"{' or '.join(TLSHD_CONFIG_PATHS)}) as quichsd YAML on stdout, and what has no "
+        "equivalent on stderr, then exit",
+    )
     p.add_argument("--version", action="version", version=f"quichsd {__version__}")
     return p
+
+
+def import_tlshd(path: str) -> int:
+    """``--import-tlshd-config``: 0 converted, 1 unreadable or invalid input."""
+    if not path:
+        found = [p for p in TLSHD_CONFIG_PATHS if os.path.exists(p)]
+        if not found:
+            where = " or ".join(TLSHD_CONFIG_PATHS)
+            sys.stderr.write(f"quichsd: no tlshd configuration at {where}\n")
+            return 1
+        path = found[0]
+    try:
+        with open(path, "rb") as f:
+            text = f.read(MAX_CONFIG_BYTES + 1).decode("utf-8")
+        result = convert(text, path)
+    except OSError as e:
+        sys.stderr.write(f"quichsd: {path}: cannot read: {e.strerror}\n")
+        return 1
+    except UnicodeDecodeError:
+        sys.stderr.write(f"quichsd: {path}: not valid UTF-8\n")
+        return 1
+    except KeyFileError as e:
+        sys.stderr.write(f"quichsd: {e}\n")
+        return 1
+    sys.stdout.write(result.yaml_text)
+    sys.stderr.write("".join(f"{line}\n" for line in result.notes))
+    tags = os.path.join(
+        "/etc/tlshd" if path == TLSHD_CONFIG_PATHS[0] else os.path.dirname(path), "tags.d"
+    )
+    if os.path.isdir(tags) and os.listdir(tags):
+        sys.stderr.write(f"{tags}: tlshd session tags have no equivalent; not converted\n")
+    return 0
 
 
 def _load(path: str, explicit: bool) -> Settings:
@@ -46,6 +88,8 @@ def _load(path: str, explicit: bool) -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.import_tlshd_config is not None:
+        return import_tlshd(args.import_tlshd_config)
     path = args.config or DEFAULT_CONFIG
     try:
         settings = _load(path, args.config is not None)

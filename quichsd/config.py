@@ -288,6 +288,13 @@ def group(ctx: _Ctx, node: Node, key: str) -> str:
     return name
 
 
+def keyring_ref(ctx: _Ctx, node: Node, key: str) -> str:
+    """A keyring by name, or by serial number (a positive integer), as tlshd allows."""
+    if _is(node, "int"):
+        return str(integer(1, 2**31 - 1)(ctx, node, key))
+    return string(ctx, node, key)
+
+
 def path(ctx: _Ctx, node: Node, key: str) -> str:
     value = string(ctx, node, key)
     if not value.startswith("/"):
@@ -400,7 +407,7 @@ _SETTINGS = section(Settings, {
         "gnutls_level": integer(0, 9),
         "handshake_completion": boolean,
     }),
-    "keyrings": list_of(string, "keyring"),
+    "keyrings": list_of(keyring_ref, "keyring"),
     "handshake": section(HandshakeSettings, {
         "default_timeout_ms": integer(1, MAX_TIMEOUT_MS),
         "max_timeout_ms": integer(1, MAX_TIMEOUT_MS),

@@ -225,7 +225,15 @@ def search(keyring: int, key_type: str, description: str) -> int:
 
 
 def find_keyring(name: str) -> int:
-    """Serial of the keyring named ``name`` (``find_key_by_type_and_desc("keyring", name, 0)``)."""
+    """Serial of the keyring named ``name`` (``find_key_by_type_and_desc("keyring", name, 0)``),
+    or, for a decimal number, the keyring with that serial (tlshd's config allows either)."""
+    if name.isascii() and name.isdigit():
+        serial = int(name)
+        kind = describe_key(serial).type  # KeyringError if absent or not viewable
+        if kind != "keyring":
+            what = f"key {serial} is a {kind!r} key, not a keyring"
+            raise KeyringError(errno.ENOTDIR, "find_keyring", what)
+        return serial
     lib = _get()
     rc = lib.find_key_by_type_and_desc(b"keyring", _encode(name), 0)
     return _check(rc, "find_key_by_type_and_desc", f"keyring {name!r}")

@@ -151,6 +151,22 @@ def test_session_keyrings_link_configured(
     assert ring not in kr.keyring_members(SESSION)  # dropped from config: unlinked on reload
 
 
+def test_session_keyrings_by_serial(user_keyring: tuple[str, int]) -> None:
+    """Issue 13 item 12: a configured keyring may be given by serial, as tlshd allows; a
+    serial that is not a keyring is refused with a warning, not linked."""
+    name, ring = user_keyring
+    user_key = kr.add_key("user", f"{name}-k", b"x", ring)
+    sk = SessionKeyrings()
+    linked = sk.link_session_keyrings([str(ring), str(user_key)])
+    assert linked[str(ring)] == ring and str(user_key) not in linked
+    assert ring in kr.keyring_members(SESSION)
+    with pytest.raises(kr.KeyringError) as info:
+        kr.find_keyring(str(user_key))
+    assert info.value.errno == errno.ENOTDIR and "'user' key, not a keyring" in str(info.value)
+    sk.link_session_keyrings([])
+    assert ring not in kr.keyring_members(SESSION)
+
+
 def test_request_keyring_linked_for_the_handshake_only(user_keyring: tuple[str, int]) -> None:
     _, ring = user_keyring
     kr.add_key("user", "req-psk", b"req-secret", ring)

@@ -366,3 +366,14 @@ def test_load_uses_file_path_in_messages(tmp_path: Path) -> None:
         f"{path}:4: log.level: unknown log level 'verbose' (expected one of debug, info, "
         "notice, warning, error)"
     ]
+
+
+def test_keyrings_by_name_or_serial() -> None:
+    """Issue 13 item 12: tlshd's config names keyrings by name or serial number."""
+    s = parse_config("keyrings: [quic, 123456, '987']\n", P)
+    assert s.keyrings == ("quic", "123456", "987")
+    with pytest.raises(ConfigError) as info:
+        parse_config("keyrings: [0]\n", P)
+    assert info.value.errors == [
+        f"{P}:1: keyrings[0]: 0 is out of range (expected 1 to 2147483647)"
+    ]
