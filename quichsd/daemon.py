@@ -73,7 +73,7 @@ from .gnutls import _lib as gnutls
 from .gnutls.features import features
 from .metrics_http import MetricsEndpoint
 from .netlink import HandshakeAgent, HandshakeFamilyUnavailable
-from .netlink.pyroute import PyrouteTransport
+from .netlink.pyroute import netlink_transport
 from .service import HandshakeService
 from .unix.listen import ListenError
 from .unix.server import UnixService
@@ -141,7 +141,7 @@ class Daemon:
         self.pool = make_pool(
             count,
             self.service,
-            lambda: PyrouteTransport(join=False),
+            lambda: netlink_transport(join=False),
             reload=self.reload_worker,
             grace=STOP_GRACE - WORKER_STOP_MARGIN,
             keyring_names=lambda: self.settings.keyrings,
@@ -151,7 +151,7 @@ class Daemon:
     async def start_agent(self) -> str:
         pool = self.pool
         agent = HandshakeAgent(
-            PyrouteTransport(),
+            netlink_transport(),
             pool.handle if pool is not None else self.service.handle,
             max_in_flight=self.settings.handshake.max_in_flight,
         )

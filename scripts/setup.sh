@@ -18,6 +18,7 @@ APT_PACKAGES=(
   groff-base man-db                        # groff/man: tests/unit/test_man.py renders the man pages
   python3-venv
   python3-setuptools python3-wheel         # the distribution's own build (tests/unit/test_packaging.py)
+  python3-pyroute2 python3-yaml            # the daemon on Debian's own packages (tests/netlink/test_nlpyroute07.py)
 )
 PY=${PYTHON:-python3}
 # the interpreter's own headers (systemd-python compiles); a pyenv build has them

@@ -28,11 +28,15 @@ from typing import Any
 
 from pyroute2.netlink import nlmsg
 from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.generic import AsyncGenericNetlinkSocket
 
 from .. import uapi
 from . import codec
-from .transport import HandshakeFamilyUnavailable
+from .transport import HandshakeFamilyUnavailable, NetlinkTransport
+
+try:
+    from pyroute2.netlink.generic import AsyncGenericNetlinkSocket
+except ImportError:  # pyroute2 < 0.9: Debian 12's 0.7.2, Debian 13's 0.7.7 (see pyroute07)
+    AsyncGenericNetlinkSocket = None
 
 log = logging.getLogger("quichsd.netlink")
 
@@ -72,6 +76,21 @@ def _os_error(exc: BaseException) -> OSError:
         return exc
     code = getattr(exc, "code", None) or errno.EIO
     return OSError(code, f"netlink: {os.strerror(code)}")
+
+
+def netlink_transport(
+    *,
+    family: str = uapi.HANDSHAKE_FAMILY_NAME,
+    group: str = uapi.HANDSHAKE_MCGRP_TLSHD,
+    join: bool = True,
+) -> NetlinkTransport:
+    """The transport for the installed pyroute2: its asyncio API where it has one
+    (0.9 and later), else the synchronous one of 0.7 (:mod:`quichsd.netlink.pyroute07`)."""
+    if AsyncGenericNetlinkSocket is not None:
+        return PyrouteTransport(family=family, group=group, join=join)
+    from .pyroute07 import Pyroute07Transport
+
+    return Pyroute07Transport(family=family, group=group, join=join)
 
 
 class PyrouteTransport:
