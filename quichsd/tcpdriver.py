@@ -32,7 +32,7 @@ from . import ktls
 from .errors import GnuTLSError, HandshakeError, HandshakeTimeout, LocalError
 from .request import HandshakeRequest, HandshakeResult
 from .tls.alerts import ALERT_INTERNAL_ERROR
-from .tls.config import Auth, EngineConfig, Role
+from .tls.config import EngineConfig, Role
 from .tls.events import HandshakeComplete
 from .tls.tcp import TcpSession, Want
 from .uapi import CertRequest
@@ -119,9 +119,9 @@ class _TcpRun:
             want = await self._call(session.handshake)
             if want is None:
                 break
-            if cfg.auth is not Auth.PSK or not client:
-                self.phase = "exchanging handshake messages"
             await self.wait(want)
+            if want is Want.READ:  # the peer's first flight has (begun to) come
+                self.phase = "exchanging handshake messages"
         self.phase = "handing the session to kTLS"
         self.info = session.completion()
         pending = session.pending()

@@ -84,6 +84,7 @@ DAEMON_LOG_EXPECT: dict[str, tuple[str, ...]] = {
 
 SCENARIOS = (
     "nvme_tls_host_and_target",
+    "nvme_unknown_psk_identity",
     "concurrent_requests",
     "no_daemon_then_start",
     "daemon_restart",
@@ -754,6 +755,59 @@ def sc_nvme_tls_host_and_target(s: Scenario) -> None:
     s.check("daemon exits with status 0 on SIGTERM", rc == 0, f"exit status {rc}")
 
 
+def stranger_connect(hostnqn: str, hostid: str) -> tuple[int, str, int]:
+    """A host connect with ``tls_key=`` naming a PSK that lives only in a throw-away
+    session keyring of a child process (``keyctl session``): the daemon's host side reads
+    it by serial (user permission), but its target side, searching its own session
+    keyring (.nvme linked), cannot find the identity. Returns (shell rc, output, serial)."""
+    key = os.urandom(32).hex()
+    opts = (
+        f"transport=tcp,traddr=127.0.0.1,trsvcid={NVME_PORT},nqn={SUBNQN},"
+        f"hostnqn={hostnqn},hostid={hostid},nr_io_queues=1,tls,tls_key=$k"
+    )
+    script = (
+        f"k=$(echo {key} | xxd -r -p | keyctl padd psk 'NVMe1R01 {hostnqn} {SUBNQN}' @s) && "
+        "keyctl setperm $k 0x3f3f0000 && echo serial=$k && "
+        f'echo "{opts}" > /dev/nvme-fabrics'
+    )
+    p = run(f"keyctl session quichsd-stranger sh -c {shlex.quote(script)}", check=False)
+    out = (p.stdout + p.stderr).strip()
+    m = re.search(r"serial=(\d+)", out)
+    return p.returncode, out, int(m.group(1)) if m else 0
+
+
+def sc_nvme_unknown_psk_identity(s: Scenario) -> None:
+    k = s.ctx.kmsg
+    d = s.start_daemon()
+    hostnqn = f"{HOSTNQN_BASE}-stranger"
+    idx = k.mark("unknown identity: host connect with a PSK the target cannot find")
+    rc, out, serial = stranger_connect(hostnqn, str(uuid.uuid4()))
+    s.require("stranger PSK added in a child's own session keyring", serial > 0, out)
+    s.check("the host connect failed", rc != 0 and "instance=" not in out, f"rc={rc}: {out}")
+    s.expect_target_done(idx, 1, -errno.EKEYREJECTED, 5)
+    s.expect_host_done(idx, 1, -errno.EKEYREJECTED, 5)
+    s.daemon_log_has(
+        d,
+        (
+            "(SERVERHELLO, PSK) done: status 129 ",
+            f"unknown PSK identity 'NVMe1R01 {hostnqn} {SUBNQN}'",
+        ),
+    )
+    alert = "peer sent TLS alert 115 (unknown_psk_identity)"
+    s.daemon_log_has(d, ("(CLIENTHELLO, PSK) done: status 129 ", alert))
+    text = d.log()
+    lines = [x for x in text.splitlines() if "quichsd-stranger" in x or hostnqn in x]
+    s.check(
+        "one log line for the refused identity (the target's completion line)",
+        len(lines) == 1,
+        lines,
+    )
+    s.check("no traceback in the daemon log", "Traceback" not in text)
+    # the daemon keeps serving: the next connect (a known identity) succeeds with I/O
+    nvme_tls_round_trip(s, d, hmac=1, mib=1)
+    s.no_handshake_fds(d, "after DONE")
+
+
 def shipped_config_with(s: Scenario, old: str, new: str) -> None:
     """Run the daemon with the shipped config, ``old`` replaced by ``new``."""
     cmd = list(s.daemon_cmd)
@@ -815,7 +869,12 @@ def sc_concurrent_requests(s: Scenario) -> None:
     s.daemon_log_has(d, expected("done_ktls"), count=4 * n_hosts)
     s.daemon_log_has(d, expected("done_eacces"), count=n_raw)
     s.daemon_log_has(
-        d, ("(SERVERHELLO, PSK) done: status 110 ", f"deadline of {limit:g} s"), count=n_silent
+        d,
+        (
+            "(SERVERHELLO, PSK) done: status 110 ",
+            f"deadline of {limit:g} s passed while waiting for ClientHello",
+        ),
+        count=n_silent,
     )
     s.no_handshake_fds(d, "after all DONEs")
 
@@ -1326,6 +1385,7 @@ def expected(key: str) -> tuple[str, ...]:
 
 FUNCS: dict[str, Callable[[Scenario], None]] = {
     "nvme_tls_host_and_target": sc_nvme_tls_host_and_target,
+    "nvme_unknown_psk_identity": sc_nvme_unknown_psk_identity,
     "concurrent_requests": sc_concurrent_requests,
     "no_daemon_then_start": sc_no_daemon_then_start,
     "daemon_restart": sc_daemon_restart,

@@ -69,6 +69,10 @@ def test_nvme_tls_host_and_target(tier: Any) -> None:
     _assert_scenario(tier, "nvme_tls_host_and_target")
 
 
+def test_nvme_unknown_psk_identity(tier: Any) -> None:
+    _assert_scenario(tier, "nvme_unknown_psk_identity")
+
+
 def test_concurrent_requests(tier: Any) -> None:
     _assert_scenario(tier, "concurrent_requests")
 
