@@ -33,15 +33,20 @@ from ..errors import (
     PeerRejected,
 )
 from ..gnutls import _lib as L
+from ..gnutls.creds import PskClientCredentials, PskServerCredentials
 from ..ktls import TrafficState
 from ..uapi import CertRequest, Cipher
 from .alerts import ALERT_BAD_CERTIFICATE, ALERT_UNKNOWN_PSK_IDENTITY, alert_name
-from .callbacks import CB_VERIFY_OPTIONAL, LIVE
+from .callbacks import CB_CLIENT_HELLO, CB_PSK, CB_VERIFY_OPTIONAL, LIVE
 from .classify import captured_error, classify, verify_error
 from .config import CIPHER_TOKEN, DEFAULT_CIPHERS, Auth, EngineConfig, Role
 from .engine import _group_name, _kernel_cipher
 from .events import HandshakeComplete
+from .hello import HelloError, psk_identities
 from .session import _DEFAULT_PRIORITIES, SessionResources, _configure_client, _set_credentials
+
+GNUTLS_HOOK_PRE = 0
+SHA384_KEY_LEN = 48
 
 #: TLS 1.3 suites by the hash their PSK binders use (RFC 8446 §4.2.11): a PSK of 48 bytes
 #: is a SHA-384 one (NVMe ``NVMe1R02``), of 32 bytes a SHA-256 one, as tlshd decides
@@ -54,27 +59,29 @@ class Want(enum.Enum):
     WRITE = "write"
 
 
-def tcp_ciphers(cfg: EngineConfig) -> tuple[Cipher, ...]:
-    """The suites to offer: the policy's, narrowed to the PSK's hash (client PSK)."""
+def tcp_ciphers(cfg: EngineConfig, psk_len: int | None = None) -> tuple[Cipher, ...]:
+    """The suites to offer: the policy's, narrowed to the PSK's hash (``psk_len``: the
+    key's length; a client's own key by default)."""
     ciphers = cfg.ciphers or DEFAULT_CIPHERS
-    if cfg.auth is Auth.PSK and cfg.role is Role.CLIENT and cfg.psk_key is not None:
-        by_hash = {32: SHA256_CIPHERS, 48: SHA384_CIPHERS}.get(len(cfg.psk_key))
-        if by_hash is not None:
-            narrowed = tuple(c for c in ciphers if c in by_hash)
-            if not narrowed:
-                allowed = ", ".join(CIPHER_TOKEN[c] for c in ciphers)
-                sha = "384" if len(cfg.psk_key) == 48 else "256"
-                raise LocalError(
-                    f"a {len(cfg.psk_key)}-byte PSK needs a SHA-{sha} suite; the configured "
-                    f"ciphers ({allowed}) have none"
-                )
-            ciphers = narrowed
+    if psk_len is None and cfg.auth is Auth.PSK and cfg.psk_key is not None:
+        psk_len = len(cfg.psk_key)
+    by_hash = {32: SHA256_CIPHERS, SHA384_KEY_LEN: SHA384_CIPHERS}.get(psk_len or 0)
+    if by_hash is not None:
+        narrowed = tuple(c for c in ciphers if c in by_hash)
+        if not narrowed:
+            allowed = ", ".join(CIPHER_TOKEN[c] for c in ciphers)
+            sha = "384" if psk_len == SHA384_KEY_LEN else "256"
+            raise LocalError(
+                f"a {psk_len}-byte PSK needs a SHA-{sha} suite; the configured ciphers "
+                f"({allowed}) have none"
+            )
+        ciphers = narrowed
     return ciphers
 
 
-def tcp_priority_string(cfg: EngineConfig) -> str:
+def tcp_priority_string(cfg: EngineConfig, psk_len: int | None = None) -> str:
     """The GnuTLS priority string of a TCP handshake for ``cfg`` (pure)."""
-    return _tcp_priority(cfg.auth, tcp_ciphers(cfg), cfg.groups)
+    return _tcp_priority(cfg.auth, tcp_ciphers(cfg, psk_len), cfg.groups)
 
 
 @functools.lru_cache(maxsize=64)
@@ -97,6 +104,8 @@ class TcpSession:
         self._session: int | None = None
         self._error: BaseException | None = None  # captured in a callback
         self._psk_identity: str | None = None
+        #: server: identity -> key, looked up once (in the ClientHello hook or the callback)
+        self._psk_keys: dict[str, bytes | None] = {}
         self._res = SessionResources()
         self.done = False
         flags = L.GNUTLS_CLIENT if cfg.role is Role.CLIENT else L.GNUTLS_SERVER
@@ -115,7 +124,23 @@ class TcpSession:
         cfg = self.cfg
         prio = (cfg.priorities or _DEFAULT_PRIORITIES).get(tcp_priority_string(cfg))
         L.check(L.gnutls_priority_set(s, prio), "set priority")
-        _set_credentials(s, cfg, self._res)
+        if cfg.auth is Auth.PSK and cfg.role is Role.CLIENT and cfg.psk_identity and cfg.psk_key:
+            sha384 = len(cfg.psk_key) == SHA384_KEY_LEN
+            self._res.psk_client = PskClientCredentials(
+                cfg.psk_identity, cfg.psk_key, sha384=sha384
+            )
+            L.check(
+                L.gnutls_credentials_set(s, L.GNUTLS_CRD_PSK, self._res.psk_client.handle),
+                "set PSK credentials",
+            )
+        else:
+            _set_credentials(s, cfg, self._res)
+        if cfg.auth is Auth.PSK and cfg.role is Role.SERVER:
+            # the binder hash must be known before GnuTLS asks for the key: look the
+            # offered identity up first (see quichsd.tls.hello)
+            L.gnutls_handshake_set_hook_function(
+                s, L.GNUTLS_HANDSHAKE_CLIENT_HELLO, GNUTLS_HOOK_PRE, CB_CLIENT_HELLO
+            )
         if cfg.role is Role.CLIENT:
             _configure_client(s, cfg, self._res)
         elif cfg.x509 is not None and cfg.auth is not Auth.PSK:
@@ -127,12 +152,46 @@ class TcpSession:
         L.gnutls_transport_set_int2(s, fd, fd)
 
     # -- callbacks (record only; never raise into C) ---------------------------------------
+    def _lookup(self, ident: str) -> bytes | None:
+        if ident not in self._psk_keys:
+            assert self.cfg.psk_lookup is not None
+            self._psk_keys[ident] = self.cfg.psk_lookup(ident)
+        return self._psk_keys[ident]
+
+    def _on_client_hello(self, s: int, _htype: int, when: int, incoming: int, msg: Any) -> int:
+        """Server, before GnuTLS parses the ClientHello: a SHA-384 key for the first
+        offered identity switches the session to SHA-384 PSK credentials and suites."""
+        try:
+            if when != GNUTLS_HOOK_PRE or not incoming:
+                return 0
+            try:
+                offered = psk_identities(L.datum_bytes(msg.contents))
+            except HelloError:
+                return 0  # GnuTLS refuses it with the right alert
+            if not offered:
+                return 0
+            key = self._lookup(offered[0].decode("utf-8", errors="replace"))
+            if key is None or len(key) != SHA384_KEY_LEN:
+                return 0
+            creds = PskServerCredentials(CB_PSK, sha384=True)
+            L.check(L.gnutls_credentials_set(s, L.GNUTLS_CRD_PSK, creds.handle), "set PSK creds")
+            if self._res.psk_server is not None:
+                self._res.keep.append(self._res.psk_server)  # freed after gnutls_deinit
+            self._res.psk_server = creds
+            prio = (self.cfg.priorities or _DEFAULT_PRIORITIES).get(
+                tcp_priority_string(self.cfg, SHA384_KEY_LEN)
+            )
+            L.check(L.gnutls_priority_set(s, prio), "set SHA-384 PSK priority")
+            return 0
+        except BaseException as e:
+            self._error = self._error or e
+            return L.GNUTLS_E_USER_ERROR
+
     def _on_psk(self, _s: int, username: Any, key: Any) -> int:
         try:
             ident = L.datum_bytes(username.contents).decode("utf-8", errors="replace")
             self._psk_identity = ident
-            assert self.cfg.psk_lookup is not None
-            secret = self.cfg.psk_lookup(ident)
+            secret = self._lookup(ident)
             if secret is None:
                 raise KeyRejected(
                     f"unknown PSK identity {ident!r}", alert=ALERT_UNKNOWN_PSK_IDENTITY

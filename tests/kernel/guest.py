@@ -734,7 +734,8 @@ def sc_nvme_tls_host_and_target(s: Scenario) -> None:
     k = s.ctx.kmsg
     d = s.start_daemon()
     s.daemon_log_has(d, expected("running"), count=1)
-    nvme_tls_round_trip(s, d, hmac=1)
+    nvme_tls_round_trip(s, d, hmac=1)  # NVMe1R01: SHA-256 PSK, TLS_AES_128_GCM_SHA256
+    nvme_tls_round_trip(s, d, hmac=2)  # NVMe1R02: SHA-384 PSK, TLS_AES_256_GCM_SHA384
     # a target-only request too (SERVERHELLO without a kernel client): not TLS at all
     idx2 = k.mark("nvme tls: raw TCP connect to target, sends HTTP")
     how, secs, lport = target_connect(CONSUMER_TIMEOUT + 5)
