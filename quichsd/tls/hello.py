@@ -1,9 +1,13 @@
-"""What a server needs from a raw ClientHello before GnuTLS parses it (pure).
+"""What the TCP path reads itself from raw ClientHello / EncryptedExtensions (pure).
 
 The TCP path picks the PSK binder hash from the key the identity names (a 48-byte NVMe
 ``NVMe1R02`` key is a SHA-384 PSK), and GnuTLS reads the binder hash from the credentials
 *before* it asks for the key; so the server reads the offered identities first, in a
 pre-ClientHello hook, with :func:`psk_identities` (RFC 8446 §4.1.2, §4.2.11).
+
+The peer's RFC 8449 record_size_limit (ClientHello for a server, EncryptedExtensions for
+a client) is passed to kTLS; GnuTLS 3.7 has no getter for the limit it sends with, so
+:func:`record_size_limit` reads it from the same messages.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import struct
 
 EXT_PRE_SHARED_KEY = 41
+EXT_RECORD_SIZE_LIMIT = 28
 
 
 class HelloError(ValueError):
@@ -34,14 +39,7 @@ def extensions(body: bytes) -> dict[int, bytes]:
     _, off = _vector(body, off, 1)  # legacy_session_id
     _, off = _vector(body, off, 2)  # cipher_suites
     _, off = _vector(body, off, 1)  # legacy_compression_methods
-    exts, off = _vector(body, off, 2)
-    out: dict[int, bytes] = {}
-    pos = 0
-    while pos < len(exts):
-        head, pos = _take(exts, pos, 4)
-        etype, length = struct.unpack("!HH", head)
-        out[etype], pos = _take(exts, pos, length)
-    return out
+    return encrypted_extensions(body[off:])
 
 
 def psk_identities(body: bytes) -> list[bytes]:
@@ -57,3 +55,28 @@ def psk_identities(body: bytes) -> list[bytes]:
         _, pos = _take(ids, pos, 4)  # obfuscated_ticket_age
         out.append(ident)
     return out
+
+
+def encrypted_extensions(body: bytes) -> dict[int, bytes]:
+    """Extension type -> data of an EncryptedExtensions body."""
+    exts, _ = _vector(body, 0, 2)
+    out: dict[int, bytes] = {}
+    pos = 0
+    while pos < len(exts):
+        head, pos = _take(exts, pos, 4)
+        etype, length = struct.unpack("!HH", head)
+        out[etype], pos = _take(exts, pos, length)
+    return out
+
+
+def record_size_limit(exts: dict[int, bytes]) -> int | None:
+    """The record_size_limit value (RFC 8449 §4: 64..2^14+1 in TLS 1.3), or None."""
+    data = exts.get(EXT_RECORD_SIZE_LIMIT)
+    if data is None:
+        return None
+    if len(data) != 2:
+        raise HelloError(f"record_size_limit of {len(data)} bytes, not 2")
+    limit = int.from_bytes(data, "big")
+    if limit < 64:
+        raise HelloError(f"record_size_limit {limit} is below 64")
+    return limit

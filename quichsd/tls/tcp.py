@@ -42,11 +42,23 @@ from .classify import captured_error, classify, verify_error
 from .config import CIPHER_TOKEN, DEFAULT_CIPHERS, Auth, EngineConfig, Role
 from .engine import _group_name, _kernel_cipher
 from .events import HandshakeComplete
-from .hello import HelloError, psk_identities
+from .hello import (
+    HelloError,
+    encrypted_extensions,
+    extensions,
+    psk_identities,
+    record_size_limit,
+)
 from .session import _DEFAULT_PRIORITIES, SessionResources, _configure_client, _set_credentials
 
 GNUTLS_HOOK_PRE = 0
+GNUTLS_HOOK_POST = 1
+GNUTLS_HOOK_BOTH = -1
+GNUTLS_HANDSHAKE_ENCRYPTED_EXTENSIONS = 8
+GNUTLS_HANDSHAKE_ANY = 0xFFFFFFFF
 SHA384_KEY_LEN = 48
+#: TLS 1.3 plaintext per record (RFC 8446 §5.1)
+MAX_PLAINTEXT = 16384
 
 #: TLS 1.3 suites by the hash their PSK binders use (RFC 8446 §4.2.11): a PSK of 48 bytes
 #: is a SHA-384 one (NVMe ``NVMe1R02``), of 32 bytes a SHA-256 one, as tlshd decides
@@ -106,6 +118,8 @@ class TcpSession:
         self._psk_identity: str | None = None
         #: server: identity -> key, looked up once (in the ClientHello hook or the callback)
         self._psk_keys: dict[str, bytes | None] = {}
+        #: the peer's record_size_limit (RFC 8449), once its hello said it
+        self._peer_limit: int | None = None
         self._res = SessionResources()
         self.done = False
         flags = L.GNUTLS_CLIENT if cfg.role is Role.CLIENT else L.GNUTLS_SERVER
@@ -135,12 +149,11 @@ class TcpSession:
             )
         else:
             _set_credentials(s, cfg, self._res)
-        if cfg.auth is Auth.PSK and cfg.role is Role.SERVER:
-            # the binder hash must be known before GnuTLS asks for the key: look the
-            # offered identity up first (see quichsd.tls.hello)
-            L.gnutls_handshake_set_hook_function(
-                s, L.GNUTLS_HANDSHAKE_CLIENT_HELLO, GNUTLS_HOOK_PRE, CB_CLIENT_HELLO
-            )
+        # the peer's hello (its record_size_limit; a server's PSK identity, whose key's
+        # hash must be known before GnuTLS checks the binder): see quichsd.tls.hello
+        L.gnutls_handshake_set_hook_function(
+            s, GNUTLS_HANDSHAKE_ANY, GNUTLS_HOOK_BOTH, CB_CLIENT_HELLO
+        )
         if cfg.role is Role.CLIENT:
             _configure_client(s, cfg, self._res)
         elif cfg.x509 is not None and cfg.auth is not Auth.PSK:
@@ -158,14 +171,25 @@ class TcpSession:
             self._psk_keys[ident] = self.cfg.psk_lookup(ident)
         return self._psk_keys[ident]
 
-    def _on_client_hello(self, s: int, _htype: int, when: int, incoming: int, msg: Any) -> int:
-        """Server, before GnuTLS parses the ClientHello: a SHA-384 key for the first
-        offered identity switches the session to SHA-384 PSK credentials and suites."""
+    def _on_client_hello(self, s: int, htype: int, when: int, incoming: int, msg: Any) -> int:
+        """Every handshake message's hook; acts on the peer's hello before GnuTLS parses
+        it: its record_size_limit, and (server, PSK) a SHA-384 key for the first offered
+        identity switches the session to SHA-384 PSK credentials and suites."""
         try:
             if when != GNUTLS_HOOK_PRE or not incoming:
                 return 0
+            server = self.cfg.role is Role.SERVER
+            want = (
+                L.GNUTLS_HANDSHAKE_CLIENT_HELLO if server else GNUTLS_HANDSHAKE_ENCRYPTED_EXTENSIONS
+            )
+            if htype != want:
+                return 0
+            body = L.datum_bytes(msg.contents)
             try:
-                offered = psk_identities(L.datum_bytes(msg.contents))
+                self._peer_limit = record_size_limit(
+                    extensions(body) if server else encrypted_extensions(body)
+                )
+                offered = psk_identities(body) if server and self.cfg.auth is Auth.PSK else []
             except HelloError:
                 return 0  # GnuTLS refuses it with the right alert
             if not offered:
@@ -267,8 +291,11 @@ class TcpSession:
         return int(L.gnutls_record_check_pending(self._session))
 
     def max_send(self) -> int:
-        """The largest plaintext per record the peer accepts (RFC 8449; 16384 by default)."""
-        return int(L.gnutls_record_get_max_size(self._session))
+        """The largest plaintext per record the peer accepts: its RFC 8449 limit less the
+        content-type byte TLS 1.3 counts in it; 16384 when it set none."""
+        if self._peer_limit is None:
+            return MAX_PLAINTEXT
+        return min(self._peer_limit - 1, MAX_PLAINTEXT)
 
     def cipher(self) -> Cipher:
         return _kernel_cipher(L.gnutls_cipher_get(self._session))

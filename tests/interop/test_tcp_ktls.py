@@ -252,3 +252,28 @@ async def test_sha384_psk_with_no_sha384_suite_configured_is_a_clear_local_error
     assert res.error.reason == (
         "a 48-byte PSK needs a SHA-384 suite; the configured ciphers (AES-128-GCM) have none"
     )
+
+
+async def test_peer_record_size_limit_is_passed_to_ktls(tmp_path: Path) -> None:
+    """RFC 8449: gnutls-serv limits records to 512 bytes; the hand-over carries the
+    plaintext limit for TLS_TX_MAX_PAYLOAD_LEN, and records of that size are accepted."""
+    key = os.urandom(32)
+    serv = GnutlsServ(tmp_path, psks={NVME_ID: key}, extra=("--recordsize=512",))
+    rec = Recorder()
+    try:
+        with serv.connect() as sock:
+            res = await run_tcp_handshake(sock, psk_client(key), rec)
+            assert res.ok, res.error
+            max_send = rec.calls[0][2]
+            # --recordsize is plaintext: GnuTLS advertises 513, which counts the type byte
+            assert max_send == 512
+            tx, rx = rec.layers()
+            sock.setblocking(True)
+            line = b"x" * (max_send - 1) + b"\n"
+            sock.sendall(tx.seal(line))
+            assert read_app_record(sock, rx) == line
+            sock.sendall(tx.seal(b"y" * (max_send + 1)))  # one byte over: the peer refuses
+            ctype, alert = rx.open(read_record(sock))
+            assert (ctype, alert) == (21, b"\x02\x16")  # fatal record_overflow (22)
+    finally:
+        serv.stop()

@@ -67,3 +67,20 @@ def test_psk_extension_with_two_identities() -> None:
     body = b"\x03\x03" + bytes(32) + b"\x00" + b"\x00\x02\x13\x02" + b"\x01\x00"
     body += len(ext).to_bytes(2, "big") + ext
     assert psk_identities(body) == [b"a", b"bc"]
+
+
+def test_record_size_limit_values() -> None:
+    from quichsd.tls.hello import EXT_RECORD_SIZE_LIMIT, record_size_limit
+
+    assert record_size_limit({}) is None
+    assert record_size_limit({EXT_RECORD_SIZE_LIMIT: b"\x02\x00"}) == 512
+    with pytest.raises(HelloError, match="below 64"):
+        record_size_limit({EXT_RECORD_SIZE_LIMIT: b"\x00\x10"})
+    with pytest.raises(HelloError, match="of 3 bytes"):
+        record_size_limit({EXT_RECORD_SIZE_LIMIT: b"\x00\x10\x00"})
+
+
+async def test_our_client_hello_advertises_a_record_size_limit() -> None:
+    from quichsd.tls.hello import record_size_limit
+
+    assert record_size_limit(extensions(await client_hello("x"))) == 16385
