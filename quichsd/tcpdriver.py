@@ -63,6 +63,7 @@ def tcp_engine_config(req: HandshakeRequest) -> EngineConfig:
         psk_key=req.psk_key,
         psk_lookup=req.psk_lookup,
         early_data=False,
+        resumption_kx=req.policy.resumption_kx,
         priorities=req.priorities,
         keylog=req.keylog,
     )

@@ -39,7 +39,7 @@ from ..uapi import CertRequest, Cipher
 from .alerts import ALERT_BAD_CERTIFICATE, ALERT_UNKNOWN_PSK_IDENTITY, alert_name
 from .callbacks import CB_CLIENT_HELLO, CB_PSK, CB_VERIFY_OPTIONAL, LIVE
 from .classify import captured_error, classify, verify_error
-from .config import CIPHER_TOKEN, DEFAULT_CIPHERS, Auth, EngineConfig, Role
+from .config import CIPHER_TOKEN, DEFAULT_CIPHERS, Auth, EngineConfig, ResumptionKx, Role
 from .engine import _group_name, _kernel_cipher
 from .events import HandshakeComplete
 from .hello import (
@@ -93,17 +93,21 @@ def tcp_ciphers(cfg: EngineConfig, psk_len: int | None = None) -> tuple[Cipher, 
 
 def tcp_priority_string(cfg: EngineConfig, psk_len: int | None = None) -> str:
     """The GnuTLS priority string of a TCP handshake for ``cfg`` (pure)."""
-    return _tcp_priority(cfg.auth, tcp_ciphers(cfg, psk_len), cfg.groups)
+    return _tcp_priority(cfg.auth, tcp_ciphers(cfg, psk_len), cfg.groups, cfg.resumption_kx)
 
 
 @functools.lru_cache(maxsize=64)
-def _tcp_priority(auth: Auth, ciphers: tuple[Cipher, ...], groups: tuple[str, ...]) -> str:
+def _tcp_priority(
+    auth: Auth, ciphers: tuple[Cipher, ...], groups: tuple[str, ...], kx: ResumptionKx
+) -> str:
     parts = ["NORMAL", "-VERS-ALL", "+VERS-TLS1.3", "%NO_TICKETS", "-CIPHER-ALL"]
     parts += ["+" + CIPHER_TOKEN[c] for c in ciphers]
     if groups:
         parts.append("-GROUP-ALL")
         parts += ["+GROUP-" + g for g in groups]
-    if auth is Auth.PSK:
+    if auth is Auth.PSK and kx is ResumptionKx.PSK:  # the key alone first, as tlshd
+        parts += ["+PSK", "+ECDHE-PSK", "+DHE-PSK"]
+    elif auth is Auth.PSK:
         parts += ["+ECDHE-PSK", "+DHE-PSK", "+PSK"]
     return ":".join(parts)
 
