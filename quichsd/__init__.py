@@ -1,3 +1,3 @@
-"""quichsd: TLS 1.3 handshake agent for QUIC sockets (kernel IPPROTO_QUIC and userspace stacks)."""
+"""quichsd: TLS 1.3 handshake agent for kernel TCP consumers (kTLS) and QUIC sockets."""
 
 __version__ = "0.1.0"

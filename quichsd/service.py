@@ -16,7 +16,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from . import uapi
+from . import ktls, uapi
 from .config import Settings
 from .credentials import (
     Credentials,
@@ -33,6 +33,7 @@ from .keyring import KEY_SPEC_USER_KEYRING
 from .netlink import AcceptRequest, HandshakeOutcome
 from .peerkeys import peer_certificate_key
 from .quicsocket import QuicSocket
+from .tcpdriver import KtlsInstaller, run_tcp_handshake
 from .tls.engine import CIPHER_TOKEN, Auth, ResumptionKx, Role
 from .uapi import CertRequest, Cipher
 
@@ -123,6 +124,14 @@ def peer_address(sock: socket.socket) -> str | None:
     return str(addr[0]) if isinstance(addr, tuple) and addr else None
 
 
+def is_tcp(sock: socket.socket) -> bool:
+    """A TCP socket (the kTLS path) rather than a QUIC one."""
+    try:
+        return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL) == socket.IPPROTO_TCP)
+    except OSError:
+        return False
+
+
 class HandshakeService:
     def __init__(
         self,
@@ -133,11 +142,15 @@ class HandshakeService:
         executor: Executor | None = None,
         socket_adapter: SocketAdapter | None = None,
         peer_key_keyring: int = KEY_SPEC_USER_KEYRING,
+        ktls_install: KtlsInstaller = ktls.install,
     ) -> None:
         """``socket_adapter`` turns the accepted socket into the QuicSocket the driver
         runs on; None (production) uses the kernel socket itself. ``peer_key_keyring``
         receives the x509 peer's certificate key for a kernel request's REMOTE_AUTH
-        (:mod:`quichsd.peerkeys`)."""
+        (:mod:`quichsd.peerkeys`). A TCP socket is served by :mod:`quichsd.tcpdriver`
+        and handed to kTLS with ``ktls_install`` (tests on a kernel without kTLS record
+        what it would install)."""
+        self.ktls_install = ktls_install
         self.socket_adapter = socket_adapter
         self.peer_key_keyring = peer_key_keyring
         self.snapshot = Snapshot(settings, credentials, tls_policy(settings))
@@ -190,6 +203,7 @@ class HandshakeService:
         peer_key: bool,
     ) -> tuple[HandshakeOutcome, HandshakeResult | None]:
         sock.setblocking(False)
+        tcp = qsock is None and is_tcp(sock)
         if request.message_type is uapi.MsgType.CLIENTHELLO:
             role = Role.CLIENT
         elif request.message_type is uapi.MsgType.SERVERHELLO:
@@ -217,6 +231,8 @@ class HandshakeService:
                 raise InvalidRequest(f"unknown auth mode {int(request.auth_mode)}")
             if qsock is not None:
                 result = await run_handshake(qsock, req)
+            elif tcp:
+                result = await run_tcp_handshake(sock, req, self.ktls_install)
             elif self.socket_adapter is None:
                 result = await run_handshake(sock, req)
             else:
@@ -238,7 +254,7 @@ class HandshakeService:
                 info.peer_certificates[0], peer or "unknown peer", self.peer_key_keyring
             )
             remote = (serial,) if serial is not None else ()
-        return HandshakeOutcome(0, remote, describe(result)), result
+        return HandshakeOutcome(0, remote, describe(result) + (", kTLS" if tcp else "")), result
 
     # -- auth modes -------------------------------------------------------------------------
     def _psk(

@@ -58,8 +58,16 @@ GNUTLS_CLIENT = 1 << 1
 GNUTLS_ENABLE_EARLY_DATA = 1 << 20
 GNUTLS_NO_AUTO_SEND_TICKET = 1 << 21
 GNUTLS_NO_END_OF_EARLY_DATA = 1 << 22
+GNUTLS_NO_TICKETS = 1 << 10
+GNUTLS_AL_FATAL = 2
+GNUTLS_TLS1_3 = 5
 
 GNUTLS_E_SUCCESS = 0
+GNUTLS_E_FATAL_ALERT_RECEIVED = -12
+GNUTLS_E_WARNING_ALERT_RECEIVED = -16
+GNUTLS_E_PUSH_ERROR = -53
+GNUTLS_E_PULL_ERROR = -54
+GNUTLS_E_PREMATURE_TERMINATION = -110
 GNUTLS_E_AGAIN = -28
 GNUTLS_E_INTERRUPTED = -52
 GNUTLS_E_INSUFFICIENT_CREDENTIALS = -32
@@ -221,6 +229,26 @@ gnutls_session_get_random = _fn(
 gnutls_session_set_keylog_function = _fn(
     "gnutls_session_set_keylog_function", None, session_t, keylog_func_t
 )
+
+# TLS over a TCP fd (the kTLS path: quichsd.tls.tcp)
+gnutls_transport_set_int2 = _fn("gnutls_transport_set_int2", None, session_t, _I, _I)
+gnutls_record_get_direction = _fn("gnutls_record_get_direction", _I, session_t)
+gnutls_record_check_pending = _fn("gnutls_record_check_pending", C.c_size_t, session_t)
+gnutls_record_get_max_size = _fn("gnutls_record_get_max_size", C.c_size_t, session_t)
+gnutls_record_get_state = _fn(
+    "gnutls_record_get_state",
+    _I,
+    session_t,
+    _U,
+    _P(datum_t),
+    _P(datum_t),
+    _P(datum_t),
+    _P(C.c_ubyte * 8),
+)
+gnutls_protocol_get_version = _fn("gnutls_protocol_get_version", _I, session_t)
+gnutls_alert_send = _fn("gnutls_alert_send", _I, session_t, _I, _I)
+gnutls_alert_get = _fn("gnutls_alert_get", _I, session_t)
+gnutls_error_to_alert = _fn("gnutls_error_to_alert", _I, _I, _P(_I))
 
 # tickets, resumption, early data
 gnutls_session_ticket_key_generate = _fn("gnutls_session_ticket_key_generate", _I, _P(datum_t))

@@ -72,10 +72,11 @@ class CertificateCredentials:
 class PskClientCredentials:
     """External PSK for a client: an identity and a raw key."""
 
-    def __init__(self, identity: str, key: bytes) -> None:
-        h = C.c_void_p()
-        L.check(L.gnutls_psk_allocate_client_credentials(C.byref(h)), "allocate PSK client creds")
-        self.handle: int | None = h.value
+    def __init__(self, identity: str, key: bytes, *, sha384: bool = False) -> None:
+        """``sha384``: bind the PSK to SHA-384 (:mod:`quichsd.gnutls.pskhash`)."""
+        from .pskhash import allocate
+
+        self.handle: int | None = allocate("client", sha384)
         k = L.OwnedDatum(key)
         try:
             ret = L.gnutls_psk_set_client_credentials(
@@ -102,10 +103,10 @@ PskLookup = Callable[[str], bytes | None]
 class PskServerCredentials:
     """External PSK for a server: ``lookup(identity)`` returns the key or None."""
 
-    def __init__(self, callback: L.psk_server_func2_t) -> None:  # type: ignore[valid-type]
-        h = C.c_void_p()
-        L.check(L.gnutls_psk_allocate_server_credentials(C.byref(h)), "allocate PSK server creds")
-        self.handle: int | None = h.value
+    def __init__(self, callback: L.psk_server_func2_t, *, sha384: bool = False) -> None:  # type: ignore[valid-type]
+        from .pskhash import allocate
+
+        self.handle: int | None = allocate("server", sha384)
         self._cb = callback  # referenced for as long as the credentials live
         L.gnutls_psk_set_server_credentials_function2(self.handle, callback)
 

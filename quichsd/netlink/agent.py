@@ -26,8 +26,8 @@ itself (:mod:`quichsd.workers`) says so with ``HandshakeOutcome.answered``, and 
 then only logs the completion line and closes its fd. Each request ends
 with one completion line on logger ``quichsd.netlink``::
 
-    handshake for 127.0.0.1:4420 (CLIENTHELLO, PSK) done: status 95 EOPNOTSUPP (socket
-    protocol 6 is not QUIC)
+    handshake for 127.0.0.1:4420 (CLIENTHELLO, PSK) done: status 0 OK
+    (TLS_AES_128_GCM_SHA256, X25519, 41 ms, kTLS)
 """
 
 from __future__ import annotations
@@ -136,8 +136,8 @@ class HandshakeAgent:
         fd_reserve: int = FD_RESERVE,
     ) -> None:
         """``quic_protocol`` is the ``SO_PROTOCOL`` value whose sockets go to ``handler``
-        (anything else is answered EOPNOTSUPP); only tests change it, to reach the
-        handler path with ordinary sockets on a kernel without QUIC."""
+        besides TCP's (anything else is answered EOPNOTSUPP); only tests change it, to
+        reach the QUIC handler path with ordinary sockets on a kernel without QUIC."""
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
         self._transport = transport
@@ -365,8 +365,8 @@ class HandshakeAgent:
             proto = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL)
         except OSError as exc:
             return errno.EINVAL, (), f"accepted fd {request.sockfd}: SO_PROTOCOL: {exc}", False
-        if proto != self._quic_protocol:
-            return errno.EOPNOTSUPP, (), f"socket protocol {proto} is not QUIC", False
+        if proto not in (self._quic_protocol, socket.IPPROTO_TCP):
+            return errno.EOPNOTSUPP, (), f"socket protocol {proto} is neither QUIC nor TCP", False
         return await run_handler(self._handler, request, sock)
 
     async def _answer(

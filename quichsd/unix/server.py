@@ -246,8 +246,11 @@ class UnixService:
             return codec.Result(errno.EOPNOTSUPP, error=f"fd is not a socket ({e.strerror})")
         with sock:
             proto = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL)
-            if proto != uapi.IPPROTO_QUIC:
-                text = f"socket protocol {proto} is not QUIC ({uapi.IPPROTO_QUIC})"
+            if proto not in (uapi.IPPROTO_QUIC, socket.IPPROTO_TCP):
+                text = (
+                    f"socket protocol {proto} is neither QUIC ({uapi.IPPROTO_QUIC}) nor TCP "
+                    f"({socket.IPPROTO_TCP})"
+                )
                 return codec.Result(errno.EOPNOTSUPP, error=text)
             outcome, res = await self.service.handle_detailed(accept, sock)
             return result_message(outcome, res)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import errno
 import functools
+import hashlib
 import json
 import os
 import re
@@ -48,6 +49,8 @@ CONFIGFS = Path("/sys/kernel/config")
 NVMET = CONFIGFS / "nvmet"
 #: nvme-tcp / nvmet-tcp default ``tls_handshake_timeout`` (seconds); sent as TIMEOUT=10000
 CONSUMER_TIMEOUT = 10.0
+#: what a raw (non-TLS) client sends the target: not a TLS record
+RAW_HELLO = b"GET / HTTP/1.0\r\n\r\n"
 #: how long the daemon may take from start to having joined "tlshd" (TCG, cold imports)
 DAEMON_READY_TIMEOUT = 90.0
 
@@ -63,17 +66,16 @@ RE_TIMEOUT = re.compile(r"TLS handshake timeout")
 # Substrings of quichsd's own log (stderr with -s) that the scenarios rely on: each
 # entry is a tuple of substrings that must all occur on one line.  They come from the
 # completion line of quichsd/netlink/agent.py, e.g.
-#   handshake for 127.0.0.1:4420 (CLIENTHELLO, PSK) done: status 95 ENOTSUP
-#   (socket protocol 6 is not QUIC)
-# The errno name is deliberately not matched: Python's errno.errorcode[95] is "ENOTSUP"
-# (same number as EOPNOTSUPP on Linux), so the name printed may be either.
+#   handshake for 127.0.0.1:4420 (CLIENTHELLO, PSK) done: status 0 OK
+#   (TLS_AES_128_GCM_SHA256, X25519, 48 ms, kTLS)
+# The errno name is deliberately not matched (Python's errno.errorcode may differ from
+# the kernel's name for the same number).
 DAEMON_LOG_EXPECT: dict[str, tuple[str, ...]] = {
-    "done_eopnotsupp": ("done: status 95 ", "socket protocol 6 is not QUIC"),
-    "clienthello": (
-        "handshake for 127.0.0.1:4420 (CLIENTHELLO, PSK) done: status 95 ",
-        "socket protocol 6 is not QUIC",
-    ),
-    "serverhello": ("(SERVERHELLO, PSK) done: status 95 ", "socket protocol 6 is not QUIC"),
+    # a TCP handshake handed to kTLS, and one refused (a raw client sent no ClientHello)
+    "done_ktls": ("done: status 0 ", "kTLS"),
+    "done_eacces": ("(SERVERHELLO, PSK) done: status 13 ",),
+    "clienthello": ("handshake for 127.0.0.1:4420 (CLIENTHELLO, PSK) done: status 0 ", "kTLS"),
+    "serverhello": ("(SERVERHELLO, PSK) done: status 0 ", "kTLS"),
     # + "handshake for 127.0.0.1:<port of the raw client> (SERVERHELLO, PSK)" built at run time
     "running": ("serving kernel handshake requests", "group tlshd"),
     "done_etimedout": ("done: status 110 ",),
@@ -81,7 +83,8 @@ DAEMON_LOG_EXPECT: dict[str, tuple[str, ...]] = {
 }
 
 SCENARIOS = (
-    "eopnotsupp_host_and_target",
+    "nvme_tls_host_and_target",
+    "nvme_unknown_psk_identity",
     "concurrent_requests",
     "no_daemon_then_start",
     "daemon_restart",
@@ -371,7 +374,9 @@ class Daemon:
 
 # --------------------------------------------------------------------------- consumers
 def setup_nvme(log: list[str]) -> None:
-    run("modprobe -a nvmet nvmet-tcp nvme-tcp null_blk")
+    run("modprobe -a nvmet nvmet-tcp nvme-tcp")
+    # memory-backed: data written through the namespace reads back (not discarded)
+    run("modprobe null_blk nr_devices=1 gb=1 memory_backed=1")
     if not os.path.ismount(CONFIGFS):
         run(f"mount -t configfs none {CONFIGFS}")
     if not os.path.ismount("/sys/kernel/debug"):
@@ -402,49 +407,114 @@ def setup_nvme(log: list[str]) -> None:
 
 
 _host_seq = 0
+#: hostnqn -> serial of its PSK (the REMOTE_AUTH both DONEs carry, printed by the
+#: consumers as "TLS handshake done, key <serial hex>")
+HOST_KEYS: dict[str, int] = {}
 
 
-def new_host() -> tuple[str, str]:
-    """A fresh (hostnqn, hostid) with a retained PSK ``NVMe1R01 <hostnqn> <subnqn>`` in .nvme."""
+def new_host(hmac: int = 1, keyring: str = "%:.nvme") -> tuple[str, str]:
+    """A fresh (hostnqn, hostid) with a retained PSK ``NVMe1R0<hmac> <hostnqn> <subnqn>``
+    (hmac 1: SHA-256, 32 bytes; 2: SHA-384, 48 bytes) in ``keyring`` (.nvme by default)."""
     global _host_seq
     _host_seq += 1
     hostnqn = f"{HOSTNQN_BASE}-{_host_seq}"
-    psk = os.urandom(32)
+    psk = os.urandom(32 if hmac == 1 else 48)
     p = subprocess.run(
-        ["keyctl", "padd", "psk", f"NVMe1R01 {hostnqn} {SUBNQN}", "%:.nvme"],
+        ["keyctl", "padd", "psk", f"NVMe1R0{hmac} {hostnqn} {SUBNQN}", keyring],
         input=psk,
         capture_output=True,
         timeout=30,
     )
     if p.returncode != 0:
         raise RuntimeError(f"keyctl padd psk failed: {p.stderr.decode(errors='replace')}")
+    HOST_KEYS[hostnqn] = int(p.stdout.strip())
     return hostnqn, str(uuid.uuid4())
 
 
-def host_connect(hostnqn: str, hostid: str) -> tuple[int, float]:
-    """Write a TLS connect to /dev/nvme-fabrics; return (errno or 0, seconds)."""
+def host_connect_keep(hostnqn: str, hostid: str, extra: str = "") -> tuple[int, float, str | None]:
+    """Write a TLS connect to /dev/nvme-fabrics (one I/O queue: 2 TLS handshakes per
+    side); return (errno or 0, seconds, controller name such as ``nvme0`` or None)."""
     opts = (
         f"transport=tcp,traddr=127.0.0.1,trsvcid={NVME_PORT},nqn={SUBNQN},"
-        f"hostnqn={hostnqn},hostid={hostid},tls"
+        f"hostnqn={hostnqn},hostid={hostid},nr_io_queues=1,tls{extra}"
     )
     t = time.monotonic()
+    ctrl: str | None = None
     fd = os.open("/dev/nvme-fabrics", os.O_RDWR)
     try:
         os.write(fd, opts.encode())
         reply = os.read(fd, 4096).decode(errors="replace")
         err = 0
         m = re.search(r"instance=(\d+)", reply)
-        if m:  # should never happen with a daemon that cannot do TLS: clean up anyway
-            Path(f"/sys/class/nvme/nvme{m.group(1)}/delete_controller").write_text("1")
+        ctrl = f"nvme{m.group(1)}" if m else None
     except OSError as e:
         err = e.errno or -1
     finally:
         os.close(fd)
-    return err, time.monotonic() - t
+    return err, time.monotonic() - t, ctrl
 
 
-def target_connect(timeout: float) -> tuple[str, float, int]:
-    """Plain TCP connect to the nvmet port (-> one SERVERHELLO request).
+def delete_ctrl(ctrl: str | None) -> None:
+    if ctrl:
+        Path(f"/sys/class/nvme/{ctrl}/delete_controller").write_text("1")
+
+
+def host_connect(hostnqn: str, hostid: str, extra: str = "") -> tuple[int, float]:
+    """:func:`host_connect_keep`, the controller deleted again at once."""
+    err, secs, ctrl = host_connect_keep(hostnqn, hostid, extra)
+    delete_ctrl(ctrl)
+    return err, secs
+
+
+def tls_stat() -> dict[str, int]:
+    """/proc/net/tls_stat (the kernel's kTLS counters; absent until tls.ko is loaded)."""
+    try:
+        text = Path("/proc/net/tls_stat").read_text()
+    except OSError:
+        return {}
+    return {k: int(v) for k, v in (line.split() for line in text.splitlines() if line.strip())}
+
+
+def namespace_of(ctrl: str, timeout: float = 10.0) -> Path | None:
+    """The block device of namespace 1 behind controller ``ctrl`` (multipath or not)."""
+    found: list[Path] = []
+
+    def pred() -> bool:
+        for entry in sorted(Path(f"/sys/class/nvme/{ctrl}").glob("nvme*n1")):
+            name = entry.name
+            mp = re.fullmatch(r"nvme(\d+)c\d+n1", name)  # native multipath: the head device
+            dev = Path("/dev") / (f"nvme{mp.group(1)}n1" if mp else name)
+            if dev.exists():
+                found.append(dev)
+                return True
+        return False
+
+    return found[0] if wait_until(pred, timeout, 0.2) else None
+
+
+def write_read_back(dev: Path, mib: int) -> tuple[bool, str]:
+    """dd ``mib`` MiB of random data to ``dev`` (O_DIRECT), read them back, compare."""
+    data = os.urandom(mib << 20)
+    src, back = Path("/run/nvme-io.bin"), Path("/run/nvme-io.back")
+    src.write_bytes(data)
+    try:
+        w = run(f"dd if={src} of={dev} bs=1M count={mib} oflag=direct conv=fsync", check=False)
+        r = run(f"dd if={dev} of={back} bs=1M count={mib} iflag=direct", check=False)
+        got = back.read_bytes() if back.exists() else b""
+    finally:
+        src.unlink(missing_ok=True)
+        back.unlink(missing_ok=True)
+    want, have = hashlib.sha256(data).hexdigest(), hashlib.sha256(got).hexdigest()
+    detail = (
+        f"dd write rc={w.returncode}, read rc={r.returncode}: sha256 written {want[:16]}, "
+        f"read back {have[:16]} ({len(got)} bytes)"
+    )
+    return w.returncode == 0 and r.returncode == 0 and want == have, detail
+
+
+def target_connect(timeout: float, send: bytes = RAW_HELLO) -> tuple[str, float, int]:
+    """Plain TCP connect to the nvmet port (-> one SERVERHELLO request) that sends
+    ``send`` (not a ClientHello: the daemon's handshake fails at once).
 
     Returns how the target ended the connection ("closed", "reset", "timeout",
     "data", "refused"), the seconds it took and our local port (the peer the
@@ -458,8 +528,13 @@ def target_connect(timeout: float) -> tuple[str, float, int]:
     lport = s.getsockname()[1]
     try:
         s.settimeout(timeout)
-        data = s.recv(64)
-        how = "closed" if data == b"" else f"data {data[:16]!r}"
+        if send:
+            s.sendall(send)
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+        # a TLS alert record (type 21) before the close is the daemon's, not nvmet's data
+        how = "closed" if not data or data[:1] == b"\x15" else f"data {data[:16]!r}"
     except TimeoutError:
         how = "timeout"
     except ConnectionResetError:
@@ -605,70 +680,203 @@ class Scenario:
             self.note(f"daemon pid {d.pid} exit status {rc}")
 
 
-def sc_eopnotsupp_host_and_target(s: Scenario) -> None:
+def nvme_tls_round_trip(s: Scenario, d: Daemon, hmac: int = 1, mib: int = 4) -> None:
+    """Host connect with TLS through the daemon (host and target side), then ``mib`` MiB
+    written through the namespace and read back; both DONEs status 0 with the PSK
+    serial as REMOTE_AUTH; the sockets carried by the kernel's kTLS."""
+    k = s.ctx.kmsg
+    suite = "TLS_AES_128_GCM_SHA256" if hmac == 1 else "TLS_AES_256_GCM_SHA384"
+    idx = k.mark(f"nvme tls: host connect, PSK NVMe1R0{hmac} ({suite})")
+    hostnqn, hostid = new_host(hmac)
+    serial = HOST_KEYS[hostnqn]
+    before = tls_stat()
+    err, secs, ctrl = host_connect_keep(hostnqn, hostid)
+    try:
+        s.require(
+            f"host connect with TLS (PSK NVMe1R0{hmac}) succeeded",
+            err == 0 and ctrl is not None,
+            f"errno {err} ({errno.errorcode.get(err, '?')}) after {secs:.1f}s, ctrl {ctrl}",
+        )
+        s.check("host connect took less than the consumer timeout", secs < CONSUMER_TIMEOUT, secs)
+        # admin queue + 1 I/O queue: 2 handshakes on each side
+        hosts = s.expect_host_done(idx, 2, 0, 5)
+        targets = s.expect_target_done(idx, 2, 0, 5)
+        keys = {m.group(0).split("key ")[1].split(",")[0] for m in [*hosts, *targets]}
+        s.check(
+            f"both sides' DONE carried the PSK serial {serial} ({serial:x}) as REMOTE_AUTH",
+            keys == {f"{serial:x}"},
+            f"keys printed by the consumers: {sorted(keys)}",
+        )
+        now = tls_stat()
+        curr = {x: now.get(x, 0) for x in ("TlsCurrTxSw", "TlsCurrRxSw")}
+        s.check(
+            "kTLS carries the 4 sockets (host 2 + target 2): /proc/net/tls_stat TlsCurr*Sw",
+            all(v - 0 >= 4 for v in curr.values())
+            and now.get("TlsTxSw", 0) - before.get("TlsTxSw", 0) >= 4,
+            f"{curr}, TlsTxSw {before.get('TlsTxSw', 0)} -> {now.get('TlsTxSw', 0)}",
+        )
+        dev = namespace_of(ctrl or "")
+        s.require(f"namespace block device of {ctrl} appeared", dev is not None, dev)
+        assert dev is not None
+        ok, detail = write_read_back(dev, mib)
+        s.check(f"{mib} MiB written through {dev} read back identically (over kTLS)", ok, detail)
+        s.check(
+            "no consumer logged 'TLS handshake timeout'",
+            not any(RE_TIMEOUT.search(x) for x in k.since(idx)),
+        )
+    finally:
+        delete_ctrl(ctrl)
+    for role in ("CLIENTHELLO", "SERVERHELLO"):
+        s.daemon_log_has(d, (f"({role}, PSK) done: status 0 ", suite, "kTLS"), count=2)
+
+
+def sc_nvme_tls_host_and_target(s: Scenario) -> None:
     k = s.ctx.kmsg
     d = s.start_daemon()
     s.daemon_log_has(d, expected("running"), count=1)
-    idx = k.mark("eopnotsupp: host connect")
-    hostnqn, hostid = new_host()
-    err, secs = host_connect(hostnqn, hostid)
-    s.check(
-        "host connect (CLIENTHELLO) failed with EOPNOTSUPP",
-        err == errno.EOPNOTSUPP,
-        f"errno {err} ({errno.errorcode.get(err, '?')}) after {secs:.1f}s",
-    )
-    s.check(
-        "host connect was answered before the consumer timeout",
-        secs < CONSUMER_TIMEOUT,
-        f"{secs:.1f}s",
-    )
-    s.expect_host_done(idx, 1, -95, 5)
-    s.expect_target_done(idx, 1, -95, 5)
-    s.check(
-        "no consumer logged 'TLS handshake timeout'",
-        not any(RE_TIMEOUT.search(x) for x in k.since(idx)),
-    )
-    # a target-only request too (SERVERHELLO without a kernel client)
-    idx2 = k.mark("eopnotsupp: raw TCP connect to target")
+    nvme_tls_round_trip(s, d, hmac=1)  # NVMe1R01: SHA-256 PSK, TLS_AES_128_GCM_SHA256
+    nvme_tls_round_trip(s, d, hmac=2)  # NVMe1R02: SHA-384 PSK, TLS_AES_256_GCM_SHA384
+    # a target-only request too (SERVERHELLO without a kernel client): not TLS at all
+    idx2 = k.mark("nvme tls: raw TCP connect to target, sends HTTP")
     how, secs, lport = target_connect(CONSUMER_TIMEOUT + 5)
     s.check(
         "target closed the raw TCP connection after the handshake failed",
-        how in ("closed", "reset"),
+        how in ("closed", "reset") and secs < CONSUMER_TIMEOUT,
         f"{how} after {secs:.1f}s",
     )
-    s.expect_target_done(idx2, 1, -95, 5)
-    s.daemon_log_has(d, expected("done_eopnotsupp"), count=3)
-    s.daemon_log_has(d, expected("clienthello"), count=1)
-    s.daemon_log_has(d, expected("serverhello"), count=2)
-    s.daemon_log_has(d, (f"handshake for 127.0.0.1:{lport} (SERVERHELLO, PSK)",), count=1)
+    found = k.wait_count(RE_TARGET_DONE, idx2, 1, 5)
+    s.check(
+        "nvmet logged the raw connect's DONE with a failure status",
+        bool(found) and int(found[0].group(2)) < 0,
+        [m.group(0) for m in found],
+    )
+    s.daemon_log_has(d, (f"handshake for 127.0.0.1:{lport} (SERVERHELLO, PSK) done: status ",))
     s.no_handshake_fds(d, "after DONE")
     rc = d.stop()
     s.check("daemon exits with status 0 on SIGTERM", rc == 0, f"exit status {rc}")
 
 
+def stranger_connect(hostnqn: str, hostid: str) -> tuple[int, str, int]:
+    """A host connect with ``tls_key=`` naming a PSK that lives only in a throw-away
+    session keyring of a child process (``keyctl session``): the daemon's host side reads
+    it by serial (user permission), but its target side, searching its own session
+    keyring (.nvme linked), cannot find the identity. Returns (shell rc, output, serial)."""
+    key = os.urandom(32).hex()
+    opts = (
+        f"transport=tcp,traddr=127.0.0.1,trsvcid={NVME_PORT},nqn={SUBNQN},"
+        f"hostnqn={hostnqn},hostid={hostid},nr_io_queues=1,tls,tls_key=$k"
+    )
+    script = (
+        f"k=$(echo {key} | xxd -r -p | keyctl padd psk 'NVMe1R01 {hostnqn} {SUBNQN}' @s) && "
+        "keyctl setperm $k 0x3f3f0000 && echo serial=$k && "
+        f'echo "{opts}" > /dev/nvme-fabrics'
+    )
+    p = run(f"keyctl session quichsd-stranger sh -c {shlex.quote(script)}", check=False)
+    out = (p.stdout + p.stderr).strip()
+    m = re.search(r"serial=(\d+)", out)
+    return p.returncode, out, int(m.group(1)) if m else 0
+
+
+def sc_nvme_unknown_psk_identity(s: Scenario) -> None:
+    k = s.ctx.kmsg
+    d = s.start_daemon()
+    hostnqn = f"{HOSTNQN_BASE}-stranger"
+    idx = k.mark("unknown identity: host connect with a PSK the target cannot find")
+    rc, out, serial = stranger_connect(hostnqn, str(uuid.uuid4()))
+    s.require("stranger PSK added in a child's own session keyring", serial > 0, out)
+    s.check("the host connect failed", rc != 0 and "instance=" not in out, f"rc={rc}: {out}")
+    s.expect_target_done(idx, 1, -errno.EKEYREJECTED, 5)
+    s.expect_host_done(idx, 1, -errno.EKEYREJECTED, 5)
+    s.daemon_log_has(
+        d,
+        (
+            "(SERVERHELLO, PSK) done: status 129 ",
+            f"unknown PSK identity 'NVMe1R01 {hostnqn} {SUBNQN}'",
+        ),
+    )
+    alert = "peer sent TLS alert 115 (unknown_psk_identity)"
+    s.daemon_log_has(d, ("(CLIENTHELLO, PSK) done: status 129 ", alert))
+    text = d.log()
+    lines = [x for x in text.splitlines() if "quichsd-stranger" in x or hostnqn in x]
+    s.check(
+        "one log line for the refused identity (the target's completion line)",
+        len(lines) == 1,
+        lines,
+    )
+    s.check("no traceback in the daemon log", "Traceback" not in text)
+    # the daemon keeps serving: the next connect (a known identity) succeeds with I/O
+    nvme_tls_round_trip(s, d, hmac=1, mib=1)
+    s.no_handshake_fds(d, "after DONE")
+
+
+def shipped_config_with(s: Scenario, old: str, new: str) -> None:
+    """Run the daemon with the shipped config, ``old`` replaced by ``new``."""
+    cmd = list(s.daemon_cmd)
+    s.require("daemon command has '-c CONFIG'", "-c" in cmd[:-1], shlex.join(cmd))
+    text = Path(cmd[cmd.index("-c") + 1]).read_text()
+    s.require(f"shipped config has {old!r}", old in text, old)
+    cfg = s.ctx.out / f"config-{s.name}.yaml"
+    cfg.write_text(text.replace(old, new))
+    cmd[cmd.index("-c") + 1] = str(cfg)
+    s.daemon_cmd = cmd
+
+
+#: the daemon's deadline in concurrent_requests: below nvmet's own 10 s, so a silent raw
+#: client is ended by the daemon's DONE ETIMEDOUT, not by the consumer giving up
+SHORT_DEADLINE_MS = 4000
+
+
 def sc_concurrent_requests(s: Scenario) -> None:
     k = s.ctx.kmsg
-    n_hosts, n_raw = 2, 5
+    n_hosts, n_raw, n_silent = 2, 4, 2
+    shipped_config_with(s, "max_timeout_ms: 600000", f"max_timeout_ms: {SHORT_DEADLINE_MS}")
+    shipped_config_with(s, "default_timeout_ms: 10000", f"default_timeout_ms: {SHORT_DEADLINE_MS}")
     d = s.start_daemon()
     hosts = [new_host() for _ in range(n_hosts)]
-    idx = k.mark(f"concurrent: {n_hosts} host connects + {n_raw} raw target connects at once")
+    idx = k.mark(
+        f"concurrent: {n_hosts} host connects + {n_raw} raw target connects sending HTTP "
+        f"+ {n_silent} silent ones at once"
+    )
     fns: list[Callable[[], Any]] = [functools.partial(host_connect, *h) for h in hosts]
     fns += [lambda: target_connect(CONSUMER_TIMEOUT + 5) for _ in range(n_raw)]
+    fns += [lambda: target_connect(CONSUMER_TIMEOUT + 5, b"") for _ in range(n_silent)]
     res = run_parallel(fns)
     for i, r in enumerate(res[:n_hosts]):
-        ok = isinstance(r, tuple) and r[0] == errno.EOPNOTSUPP and r[1] < CONSUMER_TIMEOUT
-        s.check(f"host connect {i + 1} answered with EOPNOTSUPP in time", ok, r)
-    for i, r in enumerate(res[n_hosts:]):
+        ok = isinstance(r, tuple) and r[0] == 0 and r[1] < CONSUMER_TIMEOUT
+        s.check(f"host connect {i + 1} with TLS succeeded in time", ok, r)
+    for i, r in enumerate(res[n_hosts : n_hosts + n_raw]):
         ok = isinstance(r, tuple) and r[0] in ("closed", "reset") and r[1] < CONSUMER_TIMEOUT
         s.check(f"raw target connect {i + 1} ended by the target in time", ok, r)
-    s.expect_host_done(idx, n_hosts, -95, 5)
-    s.expect_target_done(idx, n_hosts + n_raw, -95, 5)
+    limit = SHORT_DEADLINE_MS / 1000
+    for i, r in enumerate(res[n_hosts + n_raw :]):
+        ok = isinstance(r, tuple) and r[0] in ("closed", "reset") and limit <= r[1] < limit + 3
+        s.check(f"silent target connect {i + 1} ended at the daemon's {limit:g} s deadline", ok, r)
+    # each host: admin + 1 I/O queue, a handshake on both sides for each
+    s.expect_host_done(idx, 2 * n_hosts, 0, 10)
+    found = k.wait_count(RE_TARGET_DONE, idx, 2 * n_hosts + n_raw + n_silent, 10)
+    statuses = sorted(int(m.group(2)) for m in found)
+    want = sorted([0] * 2 * n_hosts + [-13] * n_raw + [-110] * n_silent)
+    s.check(
+        f"nvmet logged {2 * n_hosts} DONEs status 0, {n_raw} -13 (EACCES), {n_silent} -110 "
+        "(ETIMEDOUT, the daemon's deadline)",
+        statuses == want,
+        f"statuses {statuses}",
+    )
     lines = k.since(idx)
     s.check(
         "no consumer logged 'TLS handshake timeout' or a failed submit",
         not any(RE_TIMEOUT.search(x) or "failed to start TLS" in x for x in lines),
     )
-    s.daemon_log_has(d, expected("done_eopnotsupp"), count=2 * n_hosts + n_raw)
+    s.daemon_log_has(d, expected("done_ktls"), count=4 * n_hosts)
+    s.daemon_log_has(d, expected("done_eacces"), count=n_raw)
+    s.daemon_log_has(
+        d,
+        (
+            "(SERVERHELLO, PSK) done: status 110 ",
+            f"deadline of {limit:g} s passed while waiting for ClientHello",
+        ),
+        count=n_silent,
+    )
     s.no_handshake_fds(d, "after all DONEs")
 
 
@@ -702,13 +910,13 @@ def sc_no_daemon_then_start(s: Scenario) -> None:
     idx2 = k.mark("no daemon: after start, host connect")
     err, secs = host_connect(hostnqn, hostid)
     s.check(
-        "after start: host connect answered with EOPNOTSUPP",
-        err == errno.EOPNOTSUPP,
+        "after start: host connect with TLS succeeded",
+        err == 0,
         f"errno {err} ({errno.errorcode.get(err, '?')}) after {secs:.1f}s",
     )
-    s.expect_host_done(idx2, 1, -95, 5)
-    s.expect_target_done(idx2, 1, -95, 5)
-    s.daemon_log_has(d, expected("done_eopnotsupp"), count=2)
+    s.expect_host_done(idx2, 2, 0, 5)
+    s.expect_target_done(idx2, 2, 0, 5)
+    s.daemon_log_has(d, expected("done_ktls"), count=4)
     s.no_handshake_fds(d, "after DONE")
 
 
@@ -722,7 +930,7 @@ def sc_daemon_restart(s: Scenario) -> None:
         how in ("closed", "reset"),
         f"{how} after {secs:.1f}s",
     )
-    s.expect_target_done(idx, 1, -95, 5)
+    s.expect_target_done(idx, 1, -13, 5)
     s.no_handshake_fds(d1, "after DONE")
     # A request is submitted while daemon #1 is stopped (its READY is queued on a
     # socket that is about to die), then #1 is SIGKILLed and #2 started.  Nobody will
@@ -742,7 +950,7 @@ def sc_daemon_restart(s: Scenario) -> None:
     th.join(CONSUMER_TIMEOUT + 30)
     how, secs, lport = result[0] if result else ("no result", time.monotonic() - t_req, 0)
     lines = k.since(idx)
-    served = [x for x in lines if (m := RE_TARGET_DONE.search(x)) and m.group(2) == "-95"]
+    served = [x for x in lines if (m := RE_TARGET_DONE.search(x)) and m.group(2) == "-13"]
     timed_out = [x for x in lines if RE_TIMEOUT.search(x)]
     s.check(
         "the request pending across the restart was ended within the consumer's timeout",
@@ -766,22 +974,21 @@ def sc_daemon_restart(s: Scenario) -> None:
     hostnqn, hostid = new_host()
     err, secs = host_connect(hostnqn, hostid)
     s.check(
-        "daemon #2 answered a host connect with EOPNOTSUPP",
-        err == errno.EOPNOTSUPP,
+        "daemon #2 served a host connect with TLS",
+        err == 0,
         f"errno {err} ({errno.errorcode.get(err, '?')}) after {secs:.1f}s",
     )
-    s.expect_host_done(idx, 1, -95, 5)
-    s.expect_target_done(idx, 1, -95, 5)
-    s.daemon_log_has(d2, expected("done_eopnotsupp"), count=2)
+    s.expect_host_done(idx, 2, 0, 5)
+    s.expect_target_done(idx, 2, 0, 5)
+    s.daemon_log_has(d2, expected("done_ktls"), count=4)
     s.no_handshake_fds(d2, "after DONE")
 
 
 def sc_timeout_honoured(s: Scenario) -> None:
     if not s.ctx.quic_modules:
         raise Skip(
-            "QUICHSD_QUIC_MODULES not set: the only handshake consumers in Debian's 6.12 kernel "
-            "are TCP (nvme-tcp, nvmet-tcp, sunrpc), which quichsd answers with EOPNOTSUPP at once, "
-            "so its TIMEOUT deadline path can only be reached by a QUIC consumer (quic_sample_test)"
+            "QUICHSD_QUIC_MODULES not set (the TCP deadline is checked in concurrent_requests: "
+            "silent raw clients of nvmet end with DONE ETIMEDOUT)"
         )
     k = s.ctx.kmsg
     load_quic(s)
@@ -1178,7 +1385,8 @@ def expected(key: str) -> tuple[str, ...]:
 
 
 FUNCS: dict[str, Callable[[Scenario], None]] = {
-    "eopnotsupp_host_and_target": sc_eopnotsupp_host_and_target,
+    "nvme_tls_host_and_target": sc_nvme_tls_host_and_target,
+    "nvme_unknown_psk_identity": sc_nvme_unknown_psk_identity,
     "concurrent_requests": sc_concurrent_requests,
     "no_daemon_then_start": sc_no_daemon_then_start,
     "daemon_restart": sc_daemon_restart,

@@ -65,8 +65,12 @@ def _assert_scenario(tier: Any, name: str) -> None:
     assert rec["checks"] and not failed, run_vm.describe(rec, full=True)
 
 
-def test_eopnotsupp_host_and_target(tier: Any) -> None:
-    _assert_scenario(tier, "eopnotsupp_host_and_target")
+def test_nvme_tls_host_and_target(tier: Any) -> None:
+    _assert_scenario(tier, "nvme_tls_host_and_target")
+
+
+def test_nvme_unknown_psk_identity(tier: Any) -> None:
+    _assert_scenario(tier, "nvme_unknown_psk_identity")
 
 
 def test_concurrent_requests(tier: Any) -> None:

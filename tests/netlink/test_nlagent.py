@@ -216,15 +216,21 @@ async def test_ready_accept_done_non_quic_fd_is_eopnotsupp(
     assert not fd_open(fd)
     assert completion_lines(logs) == [
         "handshake for 127.0.0.1:4420 (CLIENTHELLO, PSK) done: "
-        "status 95 EOPNOTSUPP (socket protocol 17 is not QUIC)"
+        "status 95 EOPNOTSUPP (socket protocol 17 is neither QUIC nor TCP)"
     ]
     assert fd_count() == base
 
 
-async def test_tcp_socket_log_names_peer_and_protocol_6(
+async def test_tcp_socket_goes_to_the_handler_and_the_line_names_the_peer(
     kernel: FakeKernel, logs: pytest.LogCaptureFixture
 ) -> None:
     base = fd_count()
+    seen: list[int] = []
+
+    async def handler(request: AcceptRequest, sock: socket.socket) -> HandshakeOutcome:
+        seen.append(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL))
+        return HandshakeOutcome(0, (7,), "kTLS")
+
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
         client = socket.create_connection(("127.0.0.1", port))
@@ -232,13 +238,13 @@ async def test_tcp_socket_log_names_peer_and_protocol_6(
         server_side, _ = listener.accept()
         with server_side:
             kernel.pending.append(lambda seq: nlmsg(2, s32(1, fd) + u32(3, 2) + u32(5, 3), seq=seq))
-            async with running(HandshakeAgent(kernel, never_called)) as agent:
+            async with running(HandshakeAgent(kernel, handler)) as agent:
                 await until(lambda: len(kernel.dones()) == 1)
                 await agent.wait_idle()
-    assert kernel.dones() == [done_sent(done_seq(kernel), errno.EOPNOTSUPP, fd)]
+    assert seen == [socket.IPPROTO_TCP]
+    assert kernel.dones() == [done_sent(done_seq(kernel), 0, fd, (7,))]
     assert completion_lines(logs) == [
-        f"handshake for 127.0.0.1:{port} (SERVERHELLO, X509) done: "
-        "status 95 EOPNOTSUPP (socket protocol 6 is not QUIC)"
+        f"handshake for 127.0.0.1:{port} (SERVERHELLO, X509) done: status 0 OK (kTLS)"
     ]
     assert fd_count() == base
 
@@ -784,8 +790,8 @@ async def test_successful_completion_lines_follow_log_handshake_completion(
         agent = HandshakeAgent(kernel, ok, quic_protocol=socket.IPPROTO_UDP)
         async with running(agent):
             await until(lambda: len(kernel.dones()) == 1)
-        fd_tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM).detach()
-        kernel.pending.append(lambda seq: psk_reply(fd_tcp, seq))
+        fd_other = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).detach()  # neither QUIC nor TCP
+        kernel.pending.append(lambda seq: psk_reply(fd_other, seq))
         agent = HandshakeAgent(kernel, ok)
         async with running(agent):
             await until(lambda: len(kernel.dones()) == 2)

@@ -170,7 +170,7 @@ async def test_non_quic_fd_is_eopnotsupp_and_closed(
         os.close(rd)
         os.close(wr)
     assert isinstance(r1, codec.Result) and r1.status == errno.EOPNOTSUPP
-    assert r1.error == "socket protocol 17 is not QUIC (261)"
+    assert r1.error == "socket protocol 17 is neither QUIC (261) nor TCP (6)"
     assert isinstance(r2, codec.Result) and r2.status == errno.EOPNOTSUPP
     assert r2.error is not None and "not a socket" in r2.error
     assert "fd handoff) done: status 95 EOPNOTSUPP" in caplog.text
