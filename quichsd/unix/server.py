@@ -179,10 +179,11 @@ class UnixService:
                 return None
 
     def _evict(self, limit: int) -> None:
-        """Close the oldest idle connections beyond ``limit``. One whose record has arrived
-        (its task has not run yet) is not idle and is skipped."""
+        """Close the oldest idle connections beyond ``limit``, never the newest (the one
+        just added). One whose record has arrived (its task has not run yet) is not idle
+        and is skipped."""
         excess = len(self._idle) - limit
-        for conn, wait in list(self._idle.items()):
+        for conn, wait in list(self._idle.items())[:-1]:
             if excess <= 0:
                 return
             if not _silent(conn):

@@ -262,6 +262,21 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
     raise AssertionError(f"metrics port {port} never opened:\n{log.read_text()}")
 
 
+def probe_via_gtlsserver(d: Path, sock: Path) -> None:
+    """A canary: one `quichsd-probe connect --via` handshake to gtlsserver, which must work."""
+    srv = GtlsServer(d, d / "server.pem", d / "server.key")
+    try:
+        p = subprocess.run(
+            [str(BIN / "quichsd-probe"), "connect", "127.0.0.1", str(srv.port), "--sni",
+             "server.test", "--alpn", "h3", "--via", str(sock)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        srv.stop()
+    (res,) = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
+    assert p.returncode == 0 and res["ok"] is True, (p.stdout, p.stderr)
+
+
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[tuple[Path, Path, int, subprocess.Popen[bytes]]]:
     d = tmp_path
@@ -304,17 +319,7 @@ def test_daemon_serves_metrics_after_a_unix_handshake(
     assert re.search(r'^quichsd_info\{version="[^"]+",gnutls="3\.[0-9.]+"\} 1$', body, re.M), body
     assert 'quichsd_handshakes_in_flight{source="unix"} 0\n' in body
     assert "quichsd_handshakes_total{" not in body
-    srv = GtlsServer(d, d / "server.pem", d / "server.key")
-    try:
-        p = subprocess.run(
-            [str(BIN / "quichsd-probe"), "connect", "127.0.0.1", str(srv.port), "--sni",
-             "server.test", "--alpn", "h3", "--via", str(sock)],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-    finally:
-        srv.stop()
-    (res,) = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
-    assert p.returncode == 0 and res["ok"] is True, (p.stdout, p.stderr)
+    probe_via_gtlsserver(d, sock)
     # malformed requests get 400 and the daemon keeps serving
     assert get(port, b"NOT HTTP AT ALL\r\n\r\n").startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert get(port, b"\x16\x03\x01\x00\x05hello\r\n\r\n").startswith(b"HTTP/1.1 400 ")
@@ -370,14 +375,5 @@ def test_daemon_issue_11_item_12_silent_connections_do_not_block_scrapes(
         r'^quichsd_metrics_connections_dropped_total\{reason="evicted"\} (\d+)$', body, re.M
     )
     assert m and int(m.group(1)) >= 36, body
-    srv = GtlsServer(d, d / "server.pem", d / "server.key")
-    try:
-        p = subprocess.run(
-            [str(BIN / "quichsd-probe"), "connect", "127.0.0.1", str(srv.port), "--sni",
-             "server.test", "--alpn", "h3", "--via", str(sock)],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-    finally:
-        srv.stop()
-    assert p.returncode == 0, (p.stdout, p.stderr)
+    probe_via_gtlsserver(d, sock)
     assert proc.poll() is None
