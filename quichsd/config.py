@@ -49,6 +49,8 @@ CLIENT_CERTIFICATE_POLICIES = ("ignore", "request", "require", "socket")
 MAX_TIMEOUT_MS = 2**32 - 1
 MAX_CONFIG_BYTES = 1 << 20
 MAX_WORKERS = 1024
+#: connections the metrics endpoint holds at once (quichsd.metrics_http)
+MAX_METRICS_CONNECTIONS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,9 @@ class UnixSocketSettings:
     path: str = "/run/quichsd/quichsd.sock"
     allowed_uids: tuple[int, ...] = (0,)
     allowed_gids: tuple[int, ...] = ()
+    #: connections accepted but silent (no request yet), counted apart from handshakes
+    max_idle_connections: int = 64
+    idle_timeout_ms: int = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +123,7 @@ class ListenAddress:
 class MetricsSettings:
     enabled: bool = False
     listen: ListenAddress = ListenAddress("127.0.0.1", 9470)
+    max_connections_per_address: int = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,8 +437,14 @@ _SETTINGS = section(Settings, {
         "path": path,
         "allowed_uids": list_of(integer(0, 2**32 - 2), "uid"),
         "allowed_gids": list_of(integer(0, 2**32 - 2), "gid"),
+        "max_idle_connections": integer(1, 65536),
+        "idle_timeout_ms": integer(1, 60_000),
     }),
-    "metrics": section(MetricsSettings, {"enabled": boolean, "listen": listen_address}),
+    "metrics": section(MetricsSettings, {
+        "enabled": boolean,
+        "listen": listen_address,
+        "max_connections_per_address": integer(1, MAX_METRICS_CONNECTIONS),
+    }),
 })  # fmt: skip
 
 

@@ -214,6 +214,28 @@ NETLINK_ACCEPTS = REGISTRY.register(
         ("result",),
     )
 )
+UNIX_IDLE = REGISTRY.register(
+    Gauge(
+        "quichsd_unix_idle_connections",
+        "unix connections accepted that have not sent their request yet",
+    )
+)
+UNIX_REFUSED = REGISTRY.register(
+    Counter(
+        "quichsd_unix_refused_total",
+        "unix connections closed without a handshake: idle_limit (silent, closed for a newer"
+        " one), idle_timeout (silent too long), busy (max_in_flight), not_allowed (uid/gid)",
+        ("reason",),
+    )
+)
+METRICS_DROPPED = REGISTRY.register(
+    Counter(
+        "quichsd_metrics_connections_dropped_total",
+        "metrics connections closed unanswered: evicted (no complete request, closed for a"
+        " newer one), busy (503: every slot answering a scrape)",
+        ("reason",),
+    )
+)
 CONFIG_RELOADS = REGISTRY.register(
     Counter("quichsd_config_reloads_total", "SIGHUP reloads, applied or refused", ("result",))
 )

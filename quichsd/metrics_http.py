@@ -3,8 +3,16 @@ daemon's event loop.
 
 One request per connection, answered and closed (``Connection: close``). Every input is
 bounded: the request line and headers together at most :data:`MAX_HEAD` bytes, read within
-:data:`READ_TIMEOUT`; at most :data:`MAX_CONNECTIONS` connections at once (more get 503).
-A request body is never read. Answers: 200 with the exposition text for ``GET`` (and
+:data:`READ_TIMEOUT` of the accept. At most :data:`MAX_CONNECTIONS` connections are held
+at once, and at most ``metrics.max_connections_per_address`` from one client address.
+Scrapes are served first: when a new connection would exceed either limit, the oldest
+connection (of that address, or of all) that has not sent a complete request, or has been
+answered and only lingers, is closed to make room; only when every slot is writing an
+answer does the newcomer get 503. So silent connections, from any local user, cannot keep
+a scraper out. Dropped connections are counted in
+``quichsd_metrics_connections_dropped_total``. The accept loop is
+:func:`quichsd.accept.accept_forever` (at the fd limit it backs off and logs once per
+interval). A request body is never read. Answers: 200 with the exposition text for ``GET`` (and
 ``HEAD``) ``/metrics``; 404 for another path; 405 for another method; 400 for a request
 that is not HTTP/1.x; 431 for a head over the limit; a connection silent for the timeout
 is closed without an answer.
@@ -14,20 +22,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import os
 import re
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
-from .config import ListenAddress, MetricsSettings
-from .metrics import CONTENT_TYPE, REGISTRY
+from .accept import accept_forever
+from .config import MAX_METRICS_CONNECTIONS, ListenAddress, MetricsSettings
+from .metrics import CONTENT_TYPE, METRICS_DROPPED, REGISTRY
 
 log = logging.getLogger("quichsd.metrics")
 
 MAX_HEAD = 8192
 READ_TIMEOUT = 5.0
 WRITE_TIMEOUT = 5.0
-MAX_CONNECTIONS = 16
+MAX_CONNECTIONS = MAX_METRICS_CONNECTIONS
+BACKLOG = 64
 LINGER_TIMEOUT = 1.0
 LINGER_BYTES = 65536
 #: method SP request-target SP HTTP-version (RFC 9112 §3): tokens, no control characters
@@ -116,68 +130,151 @@ async def read_head(reader: asyncio.StreamReader) -> bytes | None:
             return head
 
 
+class Phase(enum.IntEnum):
+    """Where a connection is; the lower, the sooner it is closed to make room."""
+
+    READING = 0  # no complete request yet
+    LINGERING = 1  # answered; discarding what the client still sends
+    WRITING = 2  # a request is being answered: never closed for another
+
+
+@dataclass(eq=False)
+class _Conn:
+    address: str
+    sock: socket.socket
+    phase: Phase = Phase.READING
+    transport: asyncio.WriteTransport | None = None
+    dropped: bool = False
+
+    def drop(self) -> None:
+        """Close it now: a read in progress ends at EOF and gets no answer."""
+        self.dropped = True
+        if self.transport is not None:
+            self.transport.abort()
+        else:  # not wrapped in a transport yet
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
+
+
 class MetricsServer:
     def __init__(
         self,
         listen: ListenAddress,
         render: Callable[[], bytes] = REGISTRY.render,
         content_type: str = CONTENT_TYPE,
+        per_address: int = MetricsSettings().max_connections_per_address,
     ) -> None:
         self.listen = listen
+        self.per_address = per_address
         self._render = render
         self._content_type = content_type
-        self._server: asyncio.Server | None = None
-        self._conns: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._listener: socket.socket | None = None
+        self._accept: asyncio.Task[None] | None = None
+        #: connections held, oldest first
+        self._conns: dict[asyncio.Task[None], _Conn] = {}
 
     async def start(self) -> None:
         """Listen; raises OSError (e.g. EADDRINUSE, or EAFNOSUPPORT under systemd's
         RestrictAddressFamilies) naming the address."""
+        family = socket.AF_INET6 if ":" in self.listen.host else socket.AF_INET
         try:
-            self._server = await asyncio.start_server(
-                self._connection, self.listen.host, self.listen.port, limit=MAX_HEAD
+            sock = socket.create_server(
+                (self.listen.host, self.listen.port), family=family, backlog=BACKLOG
             )
         except OSError as e:
             why = os.strerror(e.errno) if e.errno else str(e)
             raise OSError(e.errno, f"cannot listen on {self.listen}: {why}") from e
+        sock.setblocking(False)
+        self._listener = sock
+        self._accept = asyncio.create_task(
+            accept_forever(sock, self._accepted, log, f"metrics on {self.listen}")
+        )
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for writer in self._conns.values():  # ends their reads: EOF, no answer
-            writer.transport.abort()
+        if self._accept is not None:
+            self._accept.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._accept
+            self._accept = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        for conn in self._conns.values():  # ends their reads: EOF, no answer
+            conn.drop()
         if self._conns:
             await asyncio.wait(set(self._conns))
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._conns[task] = writer
+    def _accepted(self, sock: socket.socket, addr: Any) -> None:
+        conn = _Conn(str(addr[0]), sock)
+        room = self._make_room(
+            [c for c in self._conns.values() if c.address == conn.address], self.per_address
+        )
+        room = room and self._make_room(list(self._conns.values()), MAX_CONNECTIONS)
+        task = asyncio.create_task(self._connection(conn, room))
+        if room:
+            self._conns[task] = conn
+
+    def _make_room(self, held: Iterable[_Conn], limit: int) -> bool:
+        """Drop connections from ``held`` (oldest first, reading before lingering) until
+        fewer than ``limit`` remain; False if only answering ones are left."""
+        held = list(held)
+        victims = sorted((c for c in held if c.phase < Phase.WRITING), key=lambda c: c.phase)
+        while len(held) >= limit:
+            if not victims:
+                METRICS_DROPPED.inc("busy")
+                return False
+            victim = victims.pop(0)
+            held.remove(victim)
+            self._forget(victim)
+            victim.drop()
+            METRICS_DROPPED.inc("evicted")
+        return True
+
+    def _forget(self, conn: _Conn) -> None:
+        for task, c in list(self._conns.items()):
+            if c is conn:
+                del self._conns[task]
+
+    async def _connection(self, conn: _Conn, room: bool) -> None:
         try:
-            if await self._serve(reader, writer):
+            reader, writer = await asyncio.open_connection(sock=conn.sock, limit=MAX_HEAD)
+        except OSError:
+            conn.sock.close()
+            self._forget(conn)
+            return
+        conn.transport = writer.transport
+        if conn.dropped:
+            writer.transport.abort()
+        try:
+            if await self._serve(conn, reader, writer, room):
+                conn.phase = Phase.LINGERING
                 await _linger(reader, writer)
         except (OSError, TimeoutError) as e:
-            log.debug("metrics: connection from %s: %s", writer.get_extra_info("peername"), e)
+            log.debug("metrics: connection from %s: %s", conn.address, e)
         finally:
-            del self._conns[task]
+            self._forget(conn)
             writer.close()
             with contextlib.suppress(OSError, TimeoutError):
                 await asyncio.wait_for(writer.wait_closed(), WRITE_TIMEOUT)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    async def _serve(
+        self, conn: _Conn, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, room: bool
+    ) -> bool:
         """Answer the request; False if there was none to answer."""
         text = "text/plain; charset=utf-8"
-        if len(self._conns) > MAX_CONNECTIONS:
-            writer.write(response(503, b"too many connections\n", text))
+        if not room:
+            writer.write(response(503, b"every connection slot is answering a scrape\n", text))
         else:
             try:
                 async with asyncio.timeout(READ_TIMEOUT):
                     head = await read_head(reader)
             except BadRequest as e:
+                conn.phase = Phase.WRITING
                 writer.write(response(e.status, f"{e}\n".encode(), text))
             else:
-                if head is None:
+                if head is None or conn.dropped:
                     return False
+                conn.phase = Phase.WRITING
                 writer.write(answer(head, self._render, self._content_type))
         async with asyncio.timeout(WRITE_TIMEOUT):
             await writer.drain()
@@ -204,14 +301,18 @@ class MetricsEndpoint:
         self.server: MetricsServer | None = None
         self._render = render
         self._lock = asyncio.Lock()  # reloads in quick succession apply in order
+        self._per_address = MetricsSettings().max_connections_per_address
 
     async def apply(self, settings: MetricsSettings) -> str | None:
         """Start, stop or move the server; the new state as text, ``None`` if unchanged.
         A failed bind is logged and returned; a failed move goes back to the old address."""
         want = settings.listen if settings.enabled else None
+        self._per_address = settings.max_connections_per_address
         async with self._lock:
             old = self.server
             if (old.listen if old is not None else None) == want:
+                if old is not None:
+                    old.per_address = self._per_address
                 return None
             if old is not None:
                 await old.stop()
@@ -230,7 +331,7 @@ class MetricsEndpoint:
             return f"metrics on http://{want}/metrics"
 
     async def _start(self, listen: ListenAddress) -> MetricsServer:
-        server = MetricsServer(listen, self._render)
+        server = MetricsServer(listen, self._render, per_address=self._per_address)
         await server.start()
         return server
 

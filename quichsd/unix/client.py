@@ -5,6 +5,14 @@ the TLS handshake runs in the daemon with the daemon's credentials and policy.
 :func:`handshake_via` sends START with the socket's settings, then applies the daemon's
 SEND_CRYPTO / SET_SOCKOPT records to the local socket and forwards what the socket
 receives (CRYPTO, CLOSED, and a client's NewSessionTicket as OPTION) until RESULT.
+
+Connecting waits for the daemon: a non-blocking ``connect()`` to a unix socket whose
+backlog is full fails with EAGAIN without connecting (asyncio's ``sock_connect`` would
+then report success on a socket that is not connected), so :func:`connect` retries with a
+short, growing, jittered pause until it is connected or the handshake's time is up. The
+daemon replies and then closes, and its closing makes further sends fail (EPIPE): a
+failed send therefore first reads what the daemon sent, and reports its RESULT or ERROR
+when there is one, the send error only when there is none.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import random
 import socket
 from dataclasses import dataclass
 
@@ -24,6 +33,8 @@ from . import codec, wire
 POLL_INTERVAL = 0.05
 #: extra time beyond the handshake's timeout before the client gives up on a RESULT
 MARGIN = 10.0
+#: first and longest pause between connect attempts while the daemon's backlog is full
+CONNECT_RETRY = (0.001, 0.05)
 
 
 class ViaError(Exception):
@@ -33,6 +44,14 @@ class ViaError(Exception):
         super().__init__(f"{errno.errorcode.get(status, status)}: {text}")
         self.status = status
         self.text = text
+
+
+class _SendFailed(Exception):
+    """A send to the daemon failed; the daemon's reply, if queued, takes precedence."""
+
+    def __init__(self, error: ViaError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -81,24 +100,37 @@ class _Bridge:
         except BlockingIOError:
             raise ViaError(errno.ENOBUFS, "the daemon does not read its connection") from None
         except OSError as e:
-            raise ViaError(e.errno or errno.EIO, f"send to the daemon: {e.strerror}") from None
+            err = ViaError(e.errno or errno.EIO, f"send to the daemon: {e.strerror}")
+            raise _SendFailed(err) from None
 
-    def from_daemon(self) -> codec.Result | None:
-        """Apply everything the daemon sent; the RESULT once it arrives."""
+    def _next(self) -> codec.Message | None:
+        """The next message from the daemon; None if none is queued."""
+        reset = False
         while True:
             try:
                 rec = wire.recv_record(self.conn, 1)
+                break
             except BlockingIOError:
                 return None
+            except ConnectionResetError:
+                # the daemon closed with records of ours unread: the error is reported
+                # once, before the records it had sent us (its reply among them)
+                if reset:
+                    raise ViaError(errno.ECONNRESET, "receive: connection reset") from None
+                reset = True
             except OSError as e:
                 raise ViaError(e.errno or errno.EIO, f"receive: {e.strerror}") from None
-            rec.close_fds()
-            if rec.eof:
-                raise ViaError(errno.ECONNRESET, "the daemon closed the connection, no RESULT")
-            try:
-                msg = codec.decode(rec.data)
-            except codec.CodecError as e:
-                raise ViaError(e.status, f"bad record from the daemon: {e}") from None
+        rec.close_fds()
+        if rec.eof:
+            raise ViaError(errno.ECONNRESET, "the daemon closed the connection, no RESULT")
+        try:
+            return codec.decode(rec.data)
+        except codec.CodecError as e:
+            raise ViaError(e.status, f"bad record from the daemon: {e}") from None
+
+    def from_daemon(self) -> codec.Result | None:
+        """Apply everything the daemon sent; the RESULT once it arrives."""
+        while (msg := self._next()) is not None:
             if isinstance(msg, codec.Result):
                 return msg
             if isinstance(msg, codec.Error):
@@ -107,6 +139,21 @@ class _Bridge:
                 self.apply(msg)
             except OSError as e:
                 self.send(codec.OpError(e.errno or errno.EIO, str(e.strerror or e)))
+        return None
+
+    def reply_after(self, failed: _SendFailed) -> codec.Result:
+        """The daemon's final reply after a send failed (it replies before it closes);
+        the send error if it closed without one."""
+        try:
+            while (msg := self._next()) is not None:
+                if isinstance(msg, codec.Result):
+                    return msg
+                if isinstance(msg, codec.Error):
+                    raise ViaError(msg.status, msg.text)
+        except ViaError as e:
+            if e.status != errno.ECONNRESET:
+                raise
+        raise failed.error
 
     def apply(self, msg: codec.Message) -> None:
         if isinstance(msg, codec.Crypto) and msg.outgoing:
@@ -171,33 +218,49 @@ async def handshake_via(path: str, sock: QuicSocket, req: ViaRequest) -> codec.R
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     conn.setblocking(False)
     readers: list[int] = []
+    limit = (req.timeout_ms or 600_000) / 1000 + MARGIN
     try:
-        try:
-            await loop.sock_connect(conn, path)
-        except OSError as e:
-            raise ViaError(e.errno or errno.EIO, f"{path}: {e.strerror}") from None
-        bridge = _Bridge(conn, sock, start)
-        bridge.send(start)
-        wake = asyncio.Event()
-        for fd in (conn.fileno(), sock.fileno()):
-            loop.add_reader(fd, wake.set)
-            readers.append(fd)
-        limit = (req.timeout_ms or 600_000) / 1000 + MARGIN
         async with asyncio.timeout(limit):
-            while True:
-                wake.clear()
-                result = bridge.from_daemon()
-                if result is not None:
-                    return result
-                bridge.from_socket()
-                if bridge.local_closed and sock.fileno() in readers:
-                    loop.remove_reader(sock.fileno())
-                    readers.remove(sock.fileno())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), POLL_INTERVAL)
+            await connect(conn, path)
+            bridge = _Bridge(conn, sock, start)
+            try:
+                bridge.send(start)
+                wake = asyncio.Event()
+                for fd in (conn.fileno(), sock.fileno()):
+                    loop.add_reader(fd, wake.set)
+                    readers.append(fd)
+                while True:
+                    wake.clear()
+                    result = bridge.from_daemon()
+                    if result is not None:
+                        return result
+                    bridge.from_socket()
+                    if bridge.local_closed and sock.fileno() in readers:
+                        loop.remove_reader(sock.fileno())
+                        readers.remove(sock.fileno())
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), POLL_INTERVAL)
+            except _SendFailed as e:
+                return bridge.reply_after(e)
     except TimeoutError:
         raise ViaError(errno.ETIMEDOUT, "no RESULT from the daemon in time") from None
     finally:
         for fd in readers:
             loop.remove_reader(fd)
         conn.close()
+
+
+async def connect(conn: socket.socket, path: str) -> None:
+    """Connect the non-blocking ``conn`` to ``path``, waiting while the daemon's backlog is
+    full (EAGAIN); the caller bounds the wait. ViaError for any other failure."""
+    pause = CONNECT_RETRY[0]
+    while True:
+        try:
+            conn.connect(path)
+            return
+        except BlockingIOError:
+            pass
+        except OSError as e:
+            raise ViaError(e.errno or errno.EIO, f"{path}: {e.strerror}") from None
+        await asyncio.sleep(pause * (0.5 + random.random()))
+        pause = min(pause * 2, CONNECT_RETRY[1])

@@ -2,11 +2,21 @@
 
 Per connection: SO_PEERCRED against ``unix_socket.allowed_uids``/``allowed_gids`` (read
 from the service's current config snapshot, so SIGHUP applies to new connections); the
-first record within :data:`REQUEST_TIMEOUT`; the handshake within its own deadline plus
-:data:`GRACE`; then exactly one RESULT, or one ERROR for refused or malformed input, and
-the connection is closed. Every fd received is closed on every path. Handshakes in flight
-are capped by ``handshake.max_in_flight``; beyond it a connection gets ERROR EAGAIN.
-Each request ends with one completion line on logger ``quichsd.unix``::
+first record within ``unix_socket.idle_timeout_ms``; the handshake within its own deadline
+plus :data:`GRACE`; then exactly one RESULT, or one ERROR for refused or malformed input,
+and the connection is closed. Every fd received is closed on every path.
+
+Two separate limits. A connection that has sent nothing yet is *idle*: at most
+``unix_socket.max_idle_connections`` are kept, and when one more goes idle the oldest idle
+one is closed (ERROR EAGAIN), so silent connections can never hold a slot that a client
+sending its request needs. Handshakes in flight are capped by ``handshake.max_in_flight``;
+beyond it a request gets ERROR EAGAIN. These refusals, an idle
+timeout and a uid/gid not allowed are counted in ``quichsd_unix_refused_total`` and
+logged at most once per 10 s each (with the count).
+
+Before closing, the daemon shuts down its receiving side and discards every record the
+client still had queued (so the client reads our reply, then end of file, never a
+reset). Each request ends with one completion line on logger ``quichsd.unix``::
 
     unix handshake for pid 4242 uid 0 (CLIENTHELLO, X509, socket-ops) done: status 0 OK
     (TLS_AES_128_GCM_SHA256, X25519, alpn h3, 14 ms)
@@ -23,6 +33,7 @@ import socket
 import time
 
 from .. import metrics, uapi
+from ..accept import Throttled, accept_forever
 from ..driver import HandshakeResult
 from ..log import completion_level
 from ..netlink import AcceptRequest, HandshakeOutcome
@@ -33,8 +44,9 @@ from .remote import RemoteQuicSocket
 
 log = logging.getLogger("quichsd.unix")
 
-REQUEST_TIMEOUT = 5.0
 GRACE = 5.0
+#: reasons in quichsd_unix_refused_total
+_REFUSALS = ("idle_limit", "idle_timeout", "busy", "not_allowed")
 
 
 def result_message(outcome: HandshakeOutcome, result: HandshakeResult | None) -> codec.Result:
@@ -60,6 +72,11 @@ class UnixService:
         self.path: str | None = None  # set when we bound it (and so unlink it)
         self._accept: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        #: connections waiting for their first record, oldest first; the future's result
+        #: says why the wait ended ("ready", "timeout", "evicted")
+        self._idle: dict[socket.socket, asyncio.Future[str]] = {}
+        self._busy = 0  # handshakes in flight
+        self._refusals = {r: Throttled(log) for r in _REFUSALS}
 
     async def start(self) -> str:
         """Listen (systemd's socket, or ``unix_socket.path``); raises ListenError."""
@@ -71,7 +88,8 @@ class UnixService:
             where = self.path
         self.listener = sock
         metrics.IN_FLIGHT.add(0, "unix")  # the series exists while we serve
-        self._accept = asyncio.create_task(self._accept_loop())
+        metrics.UNIX_IDLE.add(0)
+        self._accept = asyncio.create_task(accept_forever(sock, self._accepted, log, "unix"))
         return f"unix service on {where}"
 
     async def stop(self, timeout: float) -> None:
@@ -93,20 +111,10 @@ class UnixService:
             if pending:
                 await asyncio.wait(pending)
 
-    async def _accept_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        assert self.listener is not None
-        while True:
-            try:
-                conn, _ = await loop.sock_accept(self.listener)
-            except OSError as e:  # EMFILE etc.: keep serving, do not spin
-                log.warning("unix: accept failed: %s", e)
-                await asyncio.sleep(0.1)
-                continue
-            conn.setblocking(False)
-            task = asyncio.create_task(self._serve(conn))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+    def _accepted(self, conn: socket.socket, _addr: object) -> None:
+        task = asyncio.create_task(self._serve(conn))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _serve(self, conn: socket.socket) -> None:
         try:
@@ -127,18 +135,75 @@ class UnixService:
         log.warning("unix: %s: %s", who, text)
         self._reply(conn, codec.Error(status, text), who)
 
+    def _shed(self, conn: socket.socket, who: object, reason: str, status: int, text: str) -> None:
+        """Refuse under load: counted, and logged at most once per interval."""
+        metrics.UNIX_REFUSED.inc(reason)
+        self._refusals[reason](logging.WARNING, "unix: %s: %s", who, text)
+        self._reply(conn, codec.Error(status, text), who)
+
+    async def _first_record(self, conn: socket.socket, cred: wire.PeerCred) -> wire.Record | None:
+        """The request record; None if the connection was refused (idle) instead."""
+        loop = asyncio.get_running_loop()
+        us = self.service.snapshot.settings.unix_socket
+        deadline = loop.time() + us.idle_timeout_ms / 1000
+        while True:
+            try:
+                return wire.recv_record(conn, 1)
+            except BlockingIOError:
+                pass
+            wait: asyncio.Future[str] = loop.create_future()
+            self._idle[conn] = wait
+            metrics.UNIX_IDLE.set(len(self._idle))
+            self._evict(us.max_idle_connections)
+            fd = conn.fileno()
+            loop.add_reader(fd, _end_wait, wait, "ready")
+            timer = loop.call_at(deadline, _end_wait, wait, "timeout")
+            try:
+                why = await wait
+            finally:
+                loop.remove_reader(fd)
+                timer.cancel()
+                if self._idle.get(conn) is wait:
+                    del self._idle[conn]
+                metrics.UNIX_IDLE.set(len(self._idle))
+            if why == "timeout":
+                text = f"no request within {us.idle_timeout_ms} ms (unix_socket.idle_timeout_ms)"
+                self._shed(conn, cred, "idle_timeout", errno.ETIMEDOUT, text)
+                return None
+            if why == "evicted":
+                text = (
+                    f"closed: silent while {us.max_idle_connections} newer connections waited "
+                    "(unix_socket.max_idle_connections)"
+                )
+                self._shed(conn, cred, "idle_limit", errno.EAGAIN, text)
+                return None
+
+    def _evict(self, limit: int) -> None:
+        """Close the oldest idle connections beyond ``limit``, never the newest (the one
+        just added). One whose record has arrived (its task has not run yet) is not idle
+        and is skipped."""
+        excess = len(self._idle) - limit
+        for conn, wait in list(self._idle.items())[:-1]:
+            if excess <= 0:
+                return
+            if not _silent(conn):
+                continue
+            del self._idle[conn]
+            _end_wait(wait, "evicted")
+            excess -= 1
+
     async def _connection(self, conn: socket.socket) -> None:
         cred = wire.peer_credentials(conn)
         us = self.service.snapshot.settings.unix_socket
         if cred.uid not in us.allowed_uids and cred.gid not in us.allowed_gids:
-            text = "uid/gid not in unix_socket.allowed_uids/allowed_gids"
-            return self._refuse(conn, cred, errno.EACCES, f"refused: {text}")
+            text = "refused: uid/gid not in unix_socket.allowed_uids/allowed_gids"
+            return self._shed(conn, cred, "not_allowed", errno.EACCES, text)
         try:
-            rec = await wire.read_record(conn, 1, REQUEST_TIMEOUT)
-        except TimeoutError:
-            return self._refuse(conn, cred, errno.ETIMEDOUT, "no request within 5 s")
+            rec = await self._first_record(conn, cred)
         except OSError as e:
             log.info("unix: %s: receive failed: %s", cred, e.strerror or e)
+            return
+        if rec is None:
             return
         try:
             await self._request(conn, cred, rec)
@@ -168,9 +233,9 @@ class UnixService:
             text = "HANDSHAKE needs one fd in SCM_RIGHTS; START takes none"
             return self._refuse(conn, cred, errno.EBADMSG, text)
         limit = self.service.snapshot.settings.handshake.max_in_flight
-        if len(self._tasks) > limit:
-            text = f"{limit} handshakes in flight; try again"
-            return self._refuse(conn, cred, errno.EAGAIN, text)
+        if self._busy >= limit:
+            text = f"{limit} handshakes in flight (handshake.max_in_flight); try again"
+            return self._shed(conn, cred, "busy", errno.EAGAIN, text)
         accept = AcceptRequest(
             sockfd=rec.fds[0] if rec.fds else conn.fileno(),
             message_type=msg.role,
@@ -183,9 +248,11 @@ class UnixService:
         )
         start = time.monotonic()
         metrics.IN_FLIGHT.add(1, "unix")
+        self._busy += 1
         try:
             await self._handshake(conn, cred, msg, rec, accept, start)
         finally:
+            self._busy -= 1
             metrics.IN_FLIGHT.add(-1, "unix")
 
     async def _handshake(
@@ -256,10 +323,30 @@ class UnixService:
             return result_message(outcome, res)
 
 
-def _drain(conn: socket.socket, limit: int = 64) -> None:
-    """Discard unread records (closing their fds): closing with unread data would make
-    the client's next read ECONNRESET instead of EOF after our reply."""
-    for _ in range(limit):
+def _end_wait(wait: asyncio.Future[str], why: str) -> None:
+    if not wait.done():
+        wait.set_result(why)
+
+
+def _silent(conn: socket.socket) -> bool:
+    """Nothing queued on ``conn`` (not even end of file)."""
+    try:
+        conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _drain(conn: socket.socket) -> None:
+    """Discard every unread record (closing its fds): closing with unread data would make
+    the client's next read ECONNRESET instead of our reply. Shutting down our receiving
+    side first makes the client's further sends fail (EPIPE) instead of queueing, so the
+    queue only shrinks and this ends."""
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_RD)
+    while True:
         try:
             rec = wire.recv_record(conn, 1)
         except OSError:

@@ -2,13 +2,17 @@
 
 Every fd the kernel installs with a received record is either returned to the caller (who
 then owns it) or closed here; none is leaked on any path, including ``MSG_CTRUNC``.
+
+``recvmsg`` returns 0 bytes both for a zero-length record and at end of file; a 0-byte
+read counts as end of file only when the peer has shut down its sending side (``POLLRDHUP``
+or ``POLLHUP``), so a zero-length record is a record (malformed: it has no header).
 """
 
 from __future__ import annotations
 
 import array
-import asyncio
 import os
+import select
 import socket
 import struct
 from dataclasses import dataclass, field
@@ -27,10 +31,8 @@ class Record:
     #: more fds were sent than the control buffer held (MSG_CTRUNC); those that did arrive
     #: are in ``fds``, the kernel closed the rest
     ctrunc: bool = False
-
-    @property
-    def eof(self) -> bool:
-        return not self.data and not self.fds and not self.oversized and not self.ctrunc
+    #: end of file: nothing was read and the peer has shut down its sending side
+    eof: bool = False
 
     def close_fds(self) -> None:
         while self.fds:
@@ -72,24 +74,16 @@ def recv_record(conn: socket.socket, max_fds: int) -> Record:
     rec = Record(data, _fds(anc))
     rec.oversized = bool(flags & socket.MSG_TRUNC) or len(data) > MAX_MESSAGE
     rec.ctrunc = bool(flags & socket.MSG_CTRUNC)
+    if not data and not rec.fds and not rec.oversized and not rec.ctrunc:
+        rec.eof = hung_up(conn)
     return rec
 
 
-async def read_record(conn: socket.socket, max_fds: int, timeout: float) -> Record:
-    """The next record within ``timeout`` seconds (TimeoutError otherwise)."""
-    loop = asyncio.get_running_loop()
-    async with asyncio.timeout(timeout):
-        while True:
-            try:
-                return recv_record(conn, max_fds)
-            except BlockingIOError:
-                pass
-            ready = asyncio.Event()
-            loop.add_reader(conn.fileno(), ready.set)
-            try:
-                await ready.wait()
-            finally:
-                loop.remove_reader(conn.fileno())
+def hung_up(conn: socket.socket) -> bool:
+    """The peer has closed or shut down its sending side (no more records will come)."""
+    p = select.poll()
+    p.register(conn.fileno(), select.POLLRDHUP)
+    return any(ev & (select.POLLRDHUP | select.POLLHUP) for _fd, ev in p.poll(0))
 
 
 def send_record(conn: socket.socket, record: bytes, fds: list[int] | None = None) -> None:

@@ -163,18 +163,51 @@ async def test_endpoint_answers_and_survives_bad_requests(
     assert (await http(port, b"GET /metrics HTTP/1.0\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
 
 
-async def test_endpoint_connection_cap(
-    server: tuple[MetricsServer, int], monkeypatch: pytest.MonkeyPatch
+async def test_issue_11_item_12_silent_connections_cannot_keep_a_scrape_out(
+    server: tuple[MetricsServer, int],
 ) -> None:
-    _srv, port = server
-    monkeypatch.setattr(metrics_http, "MAX_CONNECTIONS", 2)
-    idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+    """issue 11 item 12: 40 silent connections from one address: at most
+    max_connections_per_address (4) are held, each newcomer closing the oldest silent one,
+    and a scrape is answered 200 (it used to be 503 once 16 were open)."""
+    srv, port = server
+    evicted = metrics.METRICS_DROPPED.value("evicted")
+    silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(40)]
     await asyncio.sleep(0.1)
-    assert (await http(port, b"GET /metrics HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 503 ")
-    for _r, w in idle:
-        w.close()
-    await asyncio.sleep(0.1)
+    assert len(srv._conns) == 4
     assert (await http(port, b"GET /metrics HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
+    assert metrics.METRICS_DROPPED.value("evicted") - evicted == 37  # 36, then the scrape's
+    closed = [await asyncio.wait_for(r.read(), 5) for r, _w in silent[:36]]
+    assert closed == [b""] * 36  # closed without an answer
+    for _r, w in silent:
+        w.close()
+
+
+async def test_issue_11_item_12_503_only_when_every_slot_is_answering() -> None:
+    """issue 11 item 12: two scrapes whose clients do not read a large answer hold both
+    slots of their address (writing is never interrupted): a third gets 503; once they
+    read, scrapes are answered again."""
+    big = b"x" * (16 << 20)
+    port = free_tcp_port()
+    srv = MetricsServer(ListenAddress("127.0.0.1", port), lambda: big, per_address=2)
+    await srv.start()
+    busy = metrics.METRICS_DROPPED.value("busy")
+    try:
+        stuck = []
+        for _ in range(2):
+            r, w = await asyncio.open_connection("127.0.0.1", port, limit=1 << 16)
+            w.write(b"GET /metrics HTTP/1.1\r\n\r\n")
+            stuck.append((r, w))
+        await asyncio.sleep(0.3)
+        refused = await http(port, b"GET /metrics HTTP/1.1\r\n\r\n")
+        assert refused.startswith(b"HTTP/1.1 503 "), refused[:100]
+        assert metrics.METRICS_DROPPED.value("busy") == busy + 1
+        for r, w in stuck:
+            assert len(await asyncio.wait_for(r.read(), 10)) > len(big)
+            w.close()
+        ok = await http(port, b"GET /metrics HTTP/1.1\r\n\r\n")
+        assert ok.startswith(b"HTTP/1.1 200 ")
+    finally:
+        await srv.stop()
 
 
 async def test_endpoint_follows_settings() -> None:
@@ -184,6 +217,9 @@ async def test_endpoint_follows_settings() -> None:
     on_a = MetricsSettings(True, ListenAddress("127.0.0.1", a))
     assert await ep.apply(on_a) == f"metrics on http://127.0.0.1:{a}/metrics"
     assert await ep.apply(on_a) is None  # unchanged: not restarted
+    assert ep.server is not None and ep.server.per_address == 4
+    assert await ep.apply(MetricsSettings(True, on_a.listen, 2)) is None  # applied in place
+    assert ep.server.per_address == 2
     assert (await http(a, b"GET /metrics HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
     assert await ep.apply(MetricsSettings(True, ListenAddress("127.0.0.1", b))) is not None
     assert (await http(b, b"GET /metrics HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
@@ -224,6 +260,21 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
         except OSError:
             time.sleep(0.05)
     raise AssertionError(f"metrics port {port} never opened:\n{log.read_text()}")
+
+
+def probe_via_gtlsserver(d: Path, sock: Path) -> None:
+    """A canary: one `quichsd-probe connect --via` handshake to gtlsserver, which must work."""
+    srv = GtlsServer(d, d / "server.pem", d / "server.key")
+    try:
+        p = subprocess.run(
+            [str(BIN / "quichsd-probe"), "connect", "127.0.0.1", str(srv.port), "--sni",
+             "server.test", "--alpn", "h3", "--via", str(sock)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        srv.stop()
+    (res,) = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
+    assert p.returncode == 0 and res["ok"] is True, (p.stdout, p.stderr)
 
 
 @pytest.fixture
@@ -268,17 +319,7 @@ def test_daemon_serves_metrics_after_a_unix_handshake(
     assert re.search(r'^quichsd_info\{version="[^"]+",gnutls="3\.[0-9.]+"\} 1$', body, re.M), body
     assert 'quichsd_handshakes_in_flight{source="unix"} 0\n' in body
     assert "quichsd_handshakes_total{" not in body
-    srv = GtlsServer(d, d / "server.pem", d / "server.key")
-    try:
-        p = subprocess.run(
-            [str(BIN / "quichsd-probe"), "connect", "127.0.0.1", str(srv.port), "--sni",
-             "server.test", "--alpn", "h3", "--via", str(sock)],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-    finally:
-        srv.stop()
-    (res,) = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
-    assert p.returncode == 0 and res["ok"] is True, (p.stdout, p.stderr)
+    probe_via_gtlsserver(d, sock)
     # malformed requests get 400 and the daemon keeps serving
     assert get(port, b"NOT HTTP AT ALL\r\n\r\n").startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert get(port, b"\x16\x03\x01\x00\x05hello\r\n\r\n").startswith(b"HTTP/1.1 400 ")
@@ -311,3 +352,28 @@ def test_daemon_sighup_moves_the_endpoint(
         assert time.monotonic() - t0 < 10, body
         time.sleep(0.05)
     assert f"metrics on http://127.0.0.1:{new}/metrics" in (d / "daemon.log").read_text()
+
+
+@pytest.mark.peer
+def test_daemon_issue_11_item_12_silent_connections_do_not_block_scrapes(
+    daemon: tuple[Path, Path, int, subprocess.Popen[bytes]],
+) -> None:
+    """issue 11 item 12, on the real daemon: 40 silent TCP connections (16 made every
+    scrape 503) and scrapes are still answered, counted as evictions; then a canary
+    socket-ops handshake against gtlsserver succeeds."""
+    d, sock, port, proc = daemon
+    silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
+    try:
+        for _ in range(3):
+            answer = get(port)
+            assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer[:100]
+    finally:
+        for s in silent:
+            s.close()
+    body = answer.partition(b"\r\n\r\n")[2].decode()
+    m = re.search(
+        r'^quichsd_metrics_connections_dropped_total\{reason="evicted"\} (\d+)$', body, re.M
+    )
+    assert m and int(m.group(1)) >= 36, body
+    probe_via_gtlsserver(d, sock)
+    assert proc.poll() is None

@@ -100,6 +100,16 @@ BAD: list[tuple[str, str, list[str]]] = [
         ],
     ),
     (
+        "issue 11 items 11 and 12: the new limits are ranged",
+        "unix_socket:\n  max_idle_connections: 0\n  idle_timeout_ms: 60001\n"
+        "metrics:\n  max_connections_per_address: 17\n",
+        [
+            f"{P}:2: unix_socket.max_idle_connections: 0 is out of range (expected 1 to 65536)",
+            f"{P}:3: unix_socket.idle_timeout_ms: 60001 is out of range (expected 1 to 60000)",
+            f"{P}:5: metrics.max_connections_per_address: 17 is out of range (expected 1 to 16)",
+        ],
+    ),
+    (
         "negative workers",
         "handshake:\n  workers: -1\n",
         [f"{P}:2: handshake.workers: -1 is out of range (expected 0 to 1024)"],
@@ -291,8 +301,9 @@ client:
 server:
   x509: {certificate: /s.pem, private_key: /s.key}
   client_certificate: require
-unix_socket: {enabled: false, path: /tmp/q.sock, allowed_uids: [0, 1000], allowed_gids: [27]}
-metrics: {enabled: true, listen: "[::1]:9100"}
+unix_socket: {enabled: false, path: /tmp/q.sock, allowed_uids: [0, 1000], allowed_gids: [27],
+  max_idle_connections: 8, idle_timeout_ms: 500}
+metrics: {enabled: true, listen: "[::1]:9100", max_connections_per_address: 2}
 """
     s = parse_config(text, P)
     assert s == Settings(
@@ -302,8 +313,8 @@ metrics: {enabled: true, listen: "[::1]:9100"}
         tls=TlsSettings(("CHACHA20-POLY1305", "AES-128-CCM"), ("SECP384R1",), "psk", False, False),
         client=ClientSettings(X509Paths("/etc/ca.pem", "/etc/crl.pem", "/c.pem", "/c.key"), False),
         server=ServerSettings(X509Paths(None, None, "/s.pem", "/s.key"), "require"),
-        unix_socket=UnixSocketSettings(False, "/tmp/q.sock", (0, 1000), (27,)),
-        metrics=MetricsSettings(True, ListenAddress("::1", 9100)),
+        unix_socket=UnixSocketSettings(False, "/tmp/q.sock", (0, 1000), (27,), 8, 500),
+        metrics=MetricsSettings(True, ListenAddress("::1", 9100), 2),
     )
     assert str(s.metrics.listen) == "[::1]:9100"
     assert isinstance(s.handshake.default_timeout_ms, int)
