@@ -315,12 +315,8 @@ class Engine:
         try:
             complete = scan_messages(self._rx_partial, level, data)
         except HandshakeError as e:
-            self._fail_with(e)
-        ret = L.gnutls_handshake_write(self._session, _TO_GNUTLS_LEVEL[level], data, len(data))
-        if ret < 0 and (self._error is not None or L.gnutls_error_is_fatal(ret)):
-            self._fail(ret, f"processing {level.name} data")
-        if not self._hs_done:
-            self._step()
+            self._fail_in_order(level, data, e)
+        self._write(level, data)
         if self._rx_level is not level and self._rx_partial:
             self._fail_with(
                 ProtocolViolation(
@@ -339,6 +335,23 @@ class Engine:
                 blob = L.take_datum(d)
                 if blob:
                     self._events.append(SessionData(blob))
+
+    def _write(self, level: CryptoLevel, data: bytes) -> None:
+        ret = L.gnutls_handshake_write(self._session, _TO_GNUTLS_LEVEL[level], data, len(data))
+        if ret < 0 and (self._error is not None or L.gnutls_error_is_fatal(ret)):
+            self._fail(ret, f"processing {level.name} data")
+        if not self._hs_done:
+            self._step()
+
+    def _fail_in_order(self, level: CryptoLevel, data: bytes, exc: HandshakeError) -> NoReturn:
+        """Fail with the peer's first fault in its order: the complete messages of ``data``
+        before the one the framing check refused go to GnuTLS first (a TLS 1.2 ServerHello
+        followed by a ServerKeyExchange is a protocol_version failure, not an unexpected
+        ServerKeyExchange)."""
+        before = len(data) - len(self._rx_partial)  # the refused header starts there
+        if before > 0:
+            self._write(level, data[:before])
+        self._fail_with(exc)
 
     def _step(self) -> None:
         ret = L.gnutls_handshake(self._session)

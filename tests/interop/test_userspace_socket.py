@@ -13,7 +13,7 @@ import os
 import select
 import socket
 import struct
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.packet import pull_quic_transport_parameters
 from aioquic.tls import Epoch
-from pki import Pki, make_pki
+from pki import Pki
 from userspace_peers import (
     GtlsServer,
     aioquic_client_config,
@@ -100,44 +100,6 @@ def oserror(fn: object, *args: object) -> int:
         fn(*args)  # type: ignore[operator]
     assert not isinstance(ei.value, BlockingIOError)
     return int(ei.value.errno or 0)
-
-
-@pytest.fixture(scope="module")
-def pki() -> Pki:
-    return make_pki()
-
-
-@pytest.fixture(scope="module")
-def pki_dir(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("pki")
-    pki.write(d)
-    (d / "htdocs").mkdir()
-    (d / "htdocs" / "index.html").write_bytes(b"hello from gtlsserver\n")
-    return d
-
-
-@pytest.fixture
-def client_creds(pki: Pki) -> Iterator[CertificateCredentials]:
-    c = CertificateCredentials()
-    c.set_trust(pki.ca.cert_pem)
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def server_creds(pki: Pki) -> Iterator[CertificateCredentials]:
-    c = CertificateCredentials()
-    c.set_key_pair(pki.server.cert_pem, pki.server.key_pem)
-    c.set_trust(pki.ca.cert_pem)
-    yield c
-    c.close()
-
-
-@pytest.fixture(scope="module")
-def anti_replay() -> Iterator[AntiReplay]:
-    a = AntiReplay()
-    yield a
-    a.close()
 
 
 @pytest_asyncio.fixture

@@ -155,12 +155,21 @@ class _EchoProtocol(QuicConnectionProtocol):
 
 
 async def aioquic_echo_server(
-    port: int, cert: Path, key: Path, *, alpn: str = "echo", cafile: Path | None = None
+    port: int,
+    cert: Path,
+    key: Path,
+    *,
+    alpn: str = "echo",
+    cafile: Path | None = None,
+    quantum_readiness: bool = False,
 ) -> tuple[QuicServer, EchoLog]:
-    """aioquic's own TLS, session tickets on (0-RTT), optional client-cert verification."""
+    """aioquic's own TLS, session tickets on (0-RTT), optional client-cert verification.
+    ``quantum_readiness``: aioquic adds a 1200-byte transport parameter (0x0c37)."""
     log = EchoLog()
     tickets: dict[bytes, SessionTicket] = {}
-    cfg = QuicConfiguration(is_client=False, alpn_protocols=[alpn])
+    cfg = QuicConfiguration(
+        is_client=False, alpn_protocols=[alpn], quantum_readiness_test=quantum_readiness
+    )
     cfg.load_cert_chain(cert, key)
     if cafile is not None:
         import ssl
