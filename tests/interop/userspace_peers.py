@@ -46,8 +46,11 @@ class UdpProxy:
     catalogue 3.4): each datagram is delayed by ``delay`` s in each direction, dropped with
     probability ``loss``, has one bit flipped with probability ``corrupt`` and is sent twice
     with probability ``dup`` (seeded, so a run is repeatable). With ``blackhole_after`` = N,
-    every client datagram after the first N is dropped (the client "vanishes"). Counts what
-    it did in :attr:`stats`."""
+    every client datagram after the first N is dropped (the client "vanishes"). With
+    ``max_burst`` = N, at most N datagrams in a row in one direction are dropped or
+    corrupted: a path that is bad but not dead, so every peer's retransmission timer wins
+    eventually and a test does not depend on a lucky draw. Counts what it did in
+    :attr:`stats`."""
 
     def __init__(
         self,
@@ -58,12 +61,15 @@ class UdpProxy:
         corrupt: float = 0.0,
         dup: float = 0.0,
         blackhole_after: int | None = None,
+        max_burst: int | None = None,
         seed: int = 1,
     ) -> None:
         self.target = target
         self.delay = delay
         self.loss, self.corrupt, self.dup = loss, corrupt, dup
         self.blackhole_after = blackhole_after
+        self.max_burst = max_burst
+        self._burst = {True: 0, False: 0}  # impaired datagrams in a row, per direction
         self.rng = random.Random(seed)
         self.stats = dict.fromkeys(("up", "down", "dropped", "corrupted", "duplicated"), 0)
         self._client: tuple[str, int] | None = None
@@ -76,13 +82,18 @@ class UdpProxy:
             if self.stats["up"] > self.blackhole_after:
                 self.stats["dropped"] += 1
                 return
-        if self.rng.random() < self.loss:
+        spare = self.max_burst is None or self._burst[upstream] < self.max_burst
+        if spare and self.rng.random() < self.loss:
             self.stats["dropped"] += 1
+            self._burst[upstream] += 1
             return
-        if data and self.rng.random() < self.corrupt:
+        if spare and data and self.rng.random() < self.corrupt:
             self.stats["corrupted"] += 1
+            self._burst[upstream] += 1
             i = self.rng.randrange(len(data))
             data = data[:i] + bytes([data[i] ^ (1 << self.rng.randrange(8))]) + data[i + 1 :]
+        else:
+            self._burst[upstream] = 0
         copies = 1
         if self.rng.random() < self.dup:
             self.stats["duplicated"] += 1
