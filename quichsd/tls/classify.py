@@ -12,6 +12,7 @@ import ctypes as C
 
 from ..errors import HandshakeError, LocalError, PeerRejected
 from ..gnutls import _lib as L
+from ..logtext import printable
 from .alerts import (
     ALERT_BAD_CERTIFICATE,
     ALERT_CERTIFICATE_EXPIRED,
@@ -69,7 +70,7 @@ def classify(ret: int, what: str, alert: int | None, alpns: tuple[bytes, ...]) -
     """
     msg = L.strerror(ret)
     if ret == L.GNUTLS_E_NO_APPLICATION_PROTOCOL:
-        offered = ",".join(a.decode(errors="replace") for a in alpns)
+        offered = ",".join(printable(a) for a in alpns)
         return PeerRejected(
             f"no common application protocol (we offer {offered})",
             alert=ALERT_NO_APPLICATION_PROTOCOL,

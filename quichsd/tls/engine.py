@@ -49,6 +49,7 @@ from ..errors import (
     ProtocolViolation,
 )
 from ..gnutls import _lib as L
+from ..logtext import quoted
 from ..uapi import Cipher, CryptoLevel
 from .alerts import ALERT_BAD_CERTIFICATE, ALERT_UNEXPECTED_MESSAGE, ALERT_UNKNOWN_PSK_IDENTITY
 from .callbacks import LIVE
@@ -74,7 +75,7 @@ from .events import (
     SessionData,
 )
 from .framing import MAX_HANDSHAKE_BYTES, NEW_SESSION_TICKET, scan_messages
-from .session import TP_EXTENSION, SessionResources, configure, init_flags
+from .session import TP_EXTENSION, SessionResources, configure, init_flags, verification_data
 
 #: the engine, and what importers take from here of the modules it is split into
 __all__ = [
@@ -228,7 +229,8 @@ class Engine:
             if not self.peer_certificates():
                 return 0
             status = C.c_uint(0)
-            ret = L.gnutls_certificate_verify_peers2(s, C.byref(status))
+            data, _bufs = verification_data(L.GNUTLS_KP_TLS_WWW_CLIENT)
+            ret = L.gnutls_certificate_verify_peers(s, data, len(data), C.byref(status))
             if ret < 0:
                 raise PeerRejected(
                     f"peer certificate could not be verified: {L.strerror(ret)}",
@@ -248,7 +250,7 @@ class Engine:
             secret = self.cfg.psk_lookup(ident)
             if secret is None:
                 raise KeyRejected(
-                    f"unknown PSK identity {ident!r}", alert=ALERT_UNKNOWN_PSK_IDENTITY
+                    f"unknown PSK identity {quoted(ident)}", alert=ALERT_UNKNOWN_PSK_IDENTITY
                 )
             d = L.malloc_copy(secret)
             key.contents.data, key.contents.size = d.data, d.size

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ctypes as C
 import functools
-import ipaddress
 import threading
 from typing import Any
 
@@ -31,6 +30,7 @@ from .callbacks import (
     CB_VERIFY_OPTIONAL,
 )
 from .config import Auth, EngineConfig, Role, priority_string
+from .peername import PeerIdentity, peer_identity
 
 TP_EXTENSION = 0x39
 
@@ -101,7 +101,7 @@ def configure(s: int, cfg: EngineConfig, res: SessionResources) -> None:
     if cfg.role is Role.CLIENT:
         _configure_client(s, cfg, res)
     else:
-        _configure_server(s, cfg)
+        _configure_server(s, cfg, res)
 
 
 def _set_credentials(s: int, cfg: EngineConfig, res: SessionResources) -> None:
@@ -136,25 +136,54 @@ def _set_credentials(s: int, cfg: EngineConfig, res: SessionResources) -> None:
 
 
 def _configure_client(s: int, cfg: EngineConfig, res: SessionResources) -> None:
-    name = cfg.peer_name
-    if name and not _is_ip(name):  # RFC 6066 §3: no SNI for IP literals
-        L.check(L.gnutls_server_name_set(s, L.GNUTLS_NAME_DNS, name.encode(), len(name)), "set SNI")
-    if cfg.x509 is not None and cfg.verify_peer and cfg.auth is not Auth.PSK:
-        # gnutls_session_set_verify_cert does NOT copy the name (pitfall 10)
-        hostname = C.create_string_buffer(name.encode()) if name else None
-        res.keep.append(hostname)
-        L.gnutls_session_set_verify_cert(s, C.addressof(hostname) if hostname else None, 0)
+    verify = cfg.x509 is not None and cfg.verify_peer and cfg.auth is not Auth.PSK
+    peer = peer_identity(
+        cfg.peer_name,
+        cfg.peer_address,
+        allow_nameless=cfg.verify_without_name or not verify,
+    )
+    if peer.dns is not None:  # RFC 6066 §3: no SNI for IP literals; length in bytes
+        L.check(L.gnutls_server_name_set(s, L.GNUTLS_NAME_DNS, peer.dns, len(peer.dns)), "set SNI")
+    if verify:
+        set_verify(s, res, L.GNUTLS_KP_TLS_WWW_SERVER, peer)
     if cfg.session_data:
         ret = L.gnutls_session_set_data(s, cfg.session_data, len(cfg.session_data))
         # corrupt or foreign session data: fall back to a full handshake
         res.session_data_rejected = ret < 0
 
 
-def _configure_server(s: int, cfg: EngineConfig) -> None:
+def verification_data(purpose: bytes, peer: PeerIdentity | None = None) -> tuple[Any, list[Any]]:
+    """A ``gnutls_typed_vdata_st[]`` asking for the key purpose ``purpose`` (an EKU OID)
+    and the peer's DNS name or IP address, if any; and the buffers it points at (GnuTLS
+    copies neither: keep both as long as the session may verify)."""
+    entries = [(L.GNUTLS_DT_KEY_PURPOSE_OID, purpose)]
+    if peer is not None and peer.dns is not None:
+        entries.append((L.GNUTLS_DT_DNS_HOSTNAME, peer.dns))
+    elif peer is not None and peer.ip is not None:
+        entries.append((L.GNUTLS_DT_IP_ADDRESS, peer.ip))
+    bufs = []
+    arr = (L.typed_vdata_st * len(entries))()
+    for i, (kind, value) in enumerate(entries):
+        buf = C.create_string_buffer(value, len(value) + 1)  # NUL-terminated for strings
+        bufs.append(buf)
+        arr[i].type, arr[i].data, arr[i].size = kind, C.addressof(buf), len(value)
+    return arr, bufs
+
+
+def set_verify(s: int, res: SessionResources, purpose: bytes, peer: PeerIdentity | None) -> None:
+    """GnuTLS verifies the peer's chain, ``purpose`` and ``peer``'s name during the
+    handshake (a failure is GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR)."""
+    arr, bufs = verification_data(purpose, peer)
+    res.keep += [arr, bufs]
+    L.gnutls_session_set_verify_cert2(s, arr, len(arr), 0)
+
+
+def _configure_server(s: int, cfg: EngineConfig, res: SessionResources) -> None:
     if cfg.x509 is not None and cfg.auth is not Auth.PSK:
         L.gnutls_certificate_server_set_request(s, int(cfg.cert_request))
         if cfg.cert_request is CertRequest.REQUIRE and cfg.verify_peer:
-            L.gnutls_session_set_verify_cert(s, None, 0)
+            # a client certificate: the chain and the clientAuth purpose (no name)
+            set_verify(s, res, L.GNUTLS_KP_TLS_WWW_CLIENT, None)
         elif cfg.cert_request is CertRequest.REQUEST and cfg.verify_peer:
             # GnuTLS's own check fails when no certificate came: verify only one sent
             L.gnutls_session_set_verify_function(s, CB_VERIFY_OPTIONAL)
@@ -172,14 +201,6 @@ def _configure_server(s: int, cfg: EngineConfig) -> None:
     L.gnutls_handshake_set_hook_function(
         s, L.GNUTLS_HANDSHAKE_CLIENT_HELLO, L.GNUTLS_HOOK_POST, CB_CLIENT_HELLO
     )
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 @functools.lru_cache(maxsize=64)

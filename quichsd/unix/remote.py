@@ -219,7 +219,9 @@ class RemoteQuicSocket:
         if self.closed:
             raise _oserror(errno.EBADF, "socket is closed")
         self.pump()
-        self._check()
+        if not (self.eof and not self._inbox and self.protocol_error is None):
+            # after CLOSED, the client's errors are consequences of the close: EOF it is
+            self._check()
         if not self._inbox:
             if self.eof or self.gone:
                 return b"", [], 0, None
