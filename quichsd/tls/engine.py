@@ -371,7 +371,9 @@ class Engine:
 
     def _classify(self, ret: int, what: str) -> HandshakeError:
         if ret == L.GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR:
-            return verify_error(L.gnutls_session_get_verify_cert_status(self._session))
+            status = L.gnutls_session_get_verify_cert_status(self._session)
+            peer = self._res.peer
+            return verify_error(status, peer.shown if peer is not None else None)
         L.gnutls_alert_send_appropriate(self._session, ret)  # reports the alert via _on_alert
         return classify(ret, what, self._alert, self.cfg.alpns)
 

@@ -40,10 +40,12 @@ _DEFAULT_PRIORITIES = PriorityCache()
 class SessionResources:
     """Per-session credentials and C memory that must outlive the session's use of them."""
 
-    __slots__ = ("keep", "psk_client", "psk_server", "session_data_rejected")
+    __slots__ = ("keep", "peer", "psk_client", "psk_server", "session_data_rejected")
 
     def __init__(self) -> None:
         self.keep: list[Any] = []
+        #: client: the identity the server certificate is verified against
+        self.peer: PeerIdentity | None = None
         self.psk_client: PskClientCredentials | None = None
         self.psk_server: PskServerCredentials | None = None
         #: client given session data: GnuTLS refused it (a full handshake follows)
@@ -146,6 +148,7 @@ def _configure_client(s: int, cfg: EngineConfig, res: SessionResources) -> None:
         L.check(L.gnutls_server_name_set(s, L.GNUTLS_NAME_DNS, peer.dns, len(peer.dns)), "set SNI")
     if verify:
         set_verify(s, res, L.GNUTLS_KP_TLS_WWW_SERVER, peer)
+        res.peer = peer
     if cfg.session_data:
         ret = L.gnutls_session_set_data(s, cfg.session_data, len(cfg.session_data))
         # corrupt or foreign session data: fall back to a full handshake
