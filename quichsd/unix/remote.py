@@ -219,8 +219,9 @@ class RemoteQuicSocket:
         if self.closed:
             raise _oserror(errno.EBADF, "socket is closed")
         self.pump()
-        if not (self.eof and not self._inbox and self.protocol_error is None):
-            # after CLOSED, the client's errors are consequences of the close: EOF it is
+        if self.protocol_error is not None or not self.eof:
+            # after CLOSED, the client's stack errors are consequences of the close: what
+            # it received before is delivered, then EOF
             self._check()
         if not self._inbox:
             if self.eof or self.gone:
