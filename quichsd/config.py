@@ -51,6 +51,9 @@ MAX_CONFIG_BYTES = 1 << 20
 MAX_WORKERS = 1024
 #: connections the metrics endpoint holds at once (quichsd.metrics_http)
 MAX_METRICS_CONNECTIONS = 16
+#: the lowest GnuTLS log level whose messages carry key material (GnuTLS 3.7 and 3.8 log
+#: the record keys and IVs of every epoch at 9, "INT: CLIENT WRITE KEY ...")
+GNUTLS_KEY_LEVEL = 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,8 @@ class LogSettings:
     level: str = "info"
     gnutls_level: int = 0
     handshake_completion: bool = True
+    #: NSS key log file for the TLS secrets of every handshake; None = off
+    keylog_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +96,9 @@ class X509Paths:
 class ClientSettings:
     x509: X509Paths = field(default_factory=X509Paths)
     verify_server_unauthenticated: bool = True
+    #: a request with no peer name and no peer address: verify chain and purpose only
+    #: (true) or refuse it (false, EINVAL)
+    verify_server_without_name: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,6 +420,7 @@ _SETTINGS = section(Settings, {
         "level": choice(LOG_LEVELS, "log level"),
         "gnutls_level": integer(0, 9),
         "handshake_completion": boolean,
+        "keylog_file": optional_path,
     }),
     "keyrings": list_of(keyring_ref, "keyring"),
     "handshake": section(HandshakeSettings, {
@@ -427,7 +436,11 @@ _SETTINGS = section(Settings, {
         "session_tickets": boolean,
         "early_data": boolean,
     }),
-    "client": section(ClientSettings, {"x509": _X509, "verify_server_unauthenticated": boolean}),
+    "client": section(ClientSettings, {
+        "x509": _X509,
+        "verify_server_unauthenticated": boolean,
+        "verify_server_without_name": boolean,
+    }),
     "server": section(ServerSettings, {
         "x509": _X509,
         "client_certificate": choice(CLIENT_CERTIFICATE_POLICIES),
@@ -454,6 +467,13 @@ def _semantic(ctx: _Ctx, s: Settings) -> None:
         if (x509.certificate is None) != (x509.private_key is None):
             have, missing = (cert, key) if x509.certificate is not None else (key, cert)
             ctx.error(ctx.lines[have], have, f"is set but {missing} is not (set both or neither)")
+    if s.log.gnutls_level >= GNUTLS_KEY_LEVEL and s.log.keylog_file is None:
+        ctx.error(
+            ctx.lines["log.gnutls_level"],
+            "log.gnutls_level",
+            f"{s.log.gnutls_level} makes GnuTLS log TLS record keys and IVs; allowed only with "
+            "key logging on (log.keylog_file set), else use 8 or less",
+        )
     hs = s.handshake
     if hs.default_timeout_ms > hs.max_timeout_ms:
         d, m = "handshake.default_timeout_ms", "handshake.max_timeout_ms"

@@ -71,6 +71,8 @@ from .credentials import Credentials, CredentialsError, SessionKeyrings, load_cr
 from .errors import ConfigError
 from .gnutls import _lib as gnutls
 from .gnutls.features import features
+from .keylog import KeyLogFile, open_keylog
+from .keylog import warning as keylog_warning
 from .metrics_http import MetricsEndpoint
 from .netlink import HandshakeAgent, HandshakeFamilyUnavailable
 from .netlink.pyroute import netlink_transport
@@ -98,9 +100,14 @@ class Daemon:
         self.metrics = MetricsEndpoint()
         self._metrics_reloads: set[asyncio.Task[None]] = set()
         self.keyrings = SessionKeyrings()
+        self.keylog = open_keylog(settings.log.keylog_file)
         # executor None: GnuTLS steps run inline on the loop (see the module docstring)
         self.service = HandshakeService(
-            settings, load_credentials(settings), keyrings=self.keyrings, executor=None
+            settings,
+            load_credentials(settings),
+            keyrings=self.keyrings,
+            executor=None,
+            keylog=self.keylog,
         )
 
     async def run(self) -> int:
@@ -117,6 +124,9 @@ class Daemon:
         if self.settings.metrics.enabled:
             status += f"; {await self.metrics.apply(self.settings.metrics)}"
         log.info("quichsd %s (GnuTLS %s) running: %s", __version__, gnutls.version(), status)
+        if gnutls.SSLKEYLOGFILE_IGNORED:
+            log.warning("SSLKEYLOGFILE in the environment is ignored; use log.keylog_file")
+        self._warn_keylog()
         sdnotify.notify(f"READY=1\nSTATUS={status}")
         wd_interval = sdnotify.watchdog_interval()
         wd = asyncio.create_task(sdnotify.watchdog(wd_interval)) if wd_interval else None
@@ -183,17 +193,18 @@ class Daemon:
     def reload(self) -> None:
         """SIGHUP: new config and credentials, or keep the old ones and say why."""
         try:
-            settings, creds = self._load()
+            settings, creds, keylog = self._load()
         except (ConfigError, CredentialsError) as e:
             for line in e.errors:
                 log.error("reload refused: %s", line)
             metrics.CONFIG_RELOADS.inc("refused")
             return
-        self._apply(settings, creds)
+        self._apply(settings, creds, keylog)
         if self.pool is not None:
             self.pool.reload()
         metrics.CONFIG_RELOADS.inc("ok")
         log.info("configuration reloaded from %s", self.config_path)
+        self._warn_keylog()
         task = asyncio.get_running_loop().create_task(self._reload_metrics())
         self._metrics_reloads.add(task)  # moves the endpoint if metrics.listen changed
         task.add_done_callback(self._metrics_reloads.discard)
@@ -206,15 +217,27 @@ class Daemon:
 
     def reload_worker(self) -> str:
         """SIGHUP in a worker or the fork server: the same, quietly; raises if refused."""
-        settings, creds = self._load()  # ConfigError/CredentialsError name what is wrong
-        self._apply(settings, creds)
+        # ConfigError/CredentialsError name what is wrong
+        self._apply(*self._load())
         return f"configuration reloaded from {self.config_path}"
 
-    def _load(self) -> tuple[Settings, Credentials]:
-        settings = load_config(self.config_path, available_groups=features().groups)
-        return settings, load_credentials(settings)
+    def _warn_keylog(self) -> None:
+        if self.keylog is not None:
+            log.warning("%s", keylog_warning(self.keylog.path))
 
-    def _apply(self, settings: Settings, creds: Credentials) -> None:
+    def _load(self) -> tuple[Settings, Credentials, KeyLogFile | None]:
+        settings = load_config(self.config_path, available_groups=features().groups)
+        creds = load_credentials(settings)
+        try:
+            return settings, creds, open_keylog(settings.log.keylog_file)
+        except CredentialsError:
+            creds.wipe()
+            raise
+
+    def _apply(self, settings: Settings, creds: Credentials, keylog: KeyLogFile | None) -> None:
+        old, self.keylog = self.keylog, keylog
+        if old is not None:  # a handshake in flight with the old one writes nothing more
+            old.close()
         self.settings = settings
         logsetup.setup(
             settings.log.level,
@@ -222,7 +245,7 @@ class Daemon:
             gnutls_level=settings.log.gnutls_level,
             handshake_completion=settings.log.handshake_completion,
         )
-        self.service.reload(settings, creds)
+        self.service.reload(settings, creds, keylog)
         self.keyrings.link_session_keyrings(settings.keyrings)
 
 

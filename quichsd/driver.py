@@ -46,12 +46,14 @@ from .errors import (
     ProtocolViolation,
     SocketError,
 )
+from .logtext import printable
 from .quicsocket import (
     HANDSHAKE_INFO_CMSG_SPACE,
     QuicSocket,
     find_handshake_level,
     getsockopt_bytes,
     handshake_cmsg,
+    peer_address,
 )
 from .request import (
     CERT_REQUESTS,
@@ -149,7 +151,7 @@ def _peer_close_error(sock: QuicSocket) -> HandshakeError:
     except (OSError, ValueError):
         return ConnectionReset("connection closed during the handshake")
     code = info.errcode
-    reason = info.phrase.decode(errors="replace")
+    reason = printable(info.phrase)  # the peer's words: one log line, whatever they hold
     if uapi.QUIC_TRANSPORT_ERROR_CRYPTO <= code < uapi.QUIC_TRANSPORT_ERROR_CRYPTO + 256:
         alert = code - uapi.QUIC_TRANSPORT_ERROR_CRYPTO
         text = f"peer closed the connection with TLS alert {alert} ({alert_name(alert)})"
@@ -304,6 +306,21 @@ class _Run:
                 raise ProtocolViolation("handshake data received at the EARLY level")
             out.append((level, data))
 
+    def peer_left(self) -> HandshakeError | None:
+        """After a socket call failed: the peer's close, if it closed (``self.closed``).
+
+        A close can race the call: a peer that aborts right after its ServerHello is often
+        seen only when installing the next key fails (EINVAL, "only while establishing"),
+        while its CONNECTION_CLOSE still waits to be read. What is left is read for it:
+        the handshake then fails as the peer closed it (EACCES for an alert, ECONNRESET
+        otherwise), not with the socket's EINVAL."""
+        if self.closed is None:
+            try:
+                self.drain()
+            except HandshakeError:
+                pass
+        return self.closed
+
     async def wait_readable(self) -> None:
         remaining = self.deadline - self.loop.time()
         if remaining <= 0:
@@ -327,7 +344,7 @@ class _Run:
     # -- the handshake -----------------------------------------------------------------------------
     async def run(self) -> None:
         settings = read_settings(self.sock)
-        cfg = engine_config(self.req, settings)
+        cfg = engine_config(self.req, settings, peer_address(self.sock))
         self.phase = "starting"
         try:
             self.engine = await self._call(Engine, cfg)
@@ -349,8 +366,9 @@ class _Run:
                         await self.loop.run_in_executor(executor, engine.receive, level, data)
                     self.act(engine.events())
             except SocketError:
-                if self.closed is not None:  # the socket refused because the peer left
-                    raise self.closed from None
+                closed = self.peer_left()
+                if closed is not None:  # the socket refused because the peer left
+                    raise closed from None
                 raise
             if self.finished():
                 break

@@ -1,7 +1,13 @@
 """Logging set-up: journald when running under systemd, else stderr; GnuTLS's log bridge.
 
 Secrets never reach a log: no module logs key material, and the GnuTLS bridge is only
-installed when ``log.gnutls_level`` > 0 (GnuTLS does not print secrets at any level).
+installed when ``log.gnutls_level`` > 0. GnuTLS prints record keys and IVs at level 9,
+which the config allows only with key logging on (``log.keylog_file``, see
+:data:`quichsd.config.GNUTLS_KEY_LEVEL`).
+
+One message is one line: peer-controlled text is escaped where it enters a message
+(:func:`quichsd.logtext.printable`), and both handlers' formatter escapes whatever
+non-printable character is left (:class:`OneLineFormatter`), so no peer can start a line.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import os
 import sys
 
 from .gnutls import _lib as gnutls
+from .logtext import one_line
 
 NOTICE = 25
 logging.addLevelName(NOTICE, "NOTICE")
@@ -41,6 +48,13 @@ def completion_level(status: int) -> int:
 _gnutls_cb: object = None
 
 
+class OneLineFormatter(logging.Formatter):
+    """Escapes non-printable characters (``\\n``...) in the message, not in a traceback."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging API)
+        return one_line(super().formatMessage(record))
+
+
 def journal_available() -> bool:
     return bool(os.environ.get("JOURNAL_STREAM")) or os.path.exists("/run/systemd/journal/socket")
 
@@ -63,13 +77,13 @@ def setup(
             from systemd.journal import JournalHandler
 
             handler = JournalHandler(SYSLOG_IDENTIFIER="quichsd")
-            handler.setFormatter(logging.Formatter("%(message)s"))
+            handler.setFormatter(OneLineFormatter("%(message)s"))
         except ImportError:
             handler = None
     if handler is None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(
-            logging.Formatter("quichsd[%(process)d]: %(levelname)s %(name)s: %(message)s")
+            OneLineFormatter("quichsd[%(process)d]: %(levelname)s %(name)s: %(message)s")
         )
     root.addHandler(handler)
     root.setLevel(LEVELS[level])

@@ -67,6 +67,18 @@ class QuicSocket(Protocol):
     def setblocking(self, flag: bool, /) -> None: ...
 
 
+def peer_address(sock: QuicSocket) -> str | None:
+    """The IP address ``sock`` is connected to, if it says (a client verifies it when the
+    request names no peer; a unix socket or socket-ops connection has none)."""
+    try:
+        addr = sock.getpeername()
+    except OSError:
+        return None
+    if isinstance(addr, tuple) and addr and isinstance(addr[0], str) and addr[0]:
+        return addr[0]
+    return None
+
+
 #: CPython's ``socket.getsockopt`` refuses a ``buflen`` above this ("getsockopt buflen out of
 #: range"), but the kernel's SESSION_TICKET option needs up to QUIC_TICKET_MAX_LEN (4096).
 PY_GETSOCKOPT_MAX = 1024

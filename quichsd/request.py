@@ -41,6 +41,11 @@ class HandshakeRequest:
     auth: Auth = Auth.X509
     #: client: the server name to send (SNI) and verify; server: unused
     peer_name: str | None = None
+    #: client: the server's address, verified when there is no peer_name; None = the
+    #: driver asks the socket (getpeername)
+    peer_address: str | None = None
+    #: client: neither name nor address: verify chain and purpose only (else refuse)
+    verify_without_name: bool = False
     #: our certificate credentials (own chain/key and trust anchors)
     x509: CertificateCredentials | None = None
     verify_peer: bool = True
@@ -89,8 +94,11 @@ CIPHER_HINTS = frozenset({0, *(int(c) for c in Cipher)})
 CERT_REQUESTS = {int(c): c for c in CertRequest}
 
 
-def engine_config(req: HandshakeRequest, st: SocketSettings) -> EngineConfig:
-    """Combine the request (daemon policy + credentials) with the socket's settings."""
+def engine_config(
+    req: HandshakeRequest, st: SocketSettings, peer_address: str | None = None
+) -> EngineConfig:
+    """Combine the request (daemon policy + credentials) with the socket's settings;
+    ``peer_address`` (the socket's peer) stands in for a request without one."""
     pol = req.policy
     ciphers = pol.ciphers
     if st.config.payload_cipher_type:
@@ -112,6 +120,8 @@ def engine_config(req: HandshakeRequest, st: SocketSettings) -> EngineConfig:
         groups=pol.groups,
         transport_params=st.local_tp,
         peer_name=req.peer_name,
+        peer_address=req.peer_address or peer_address,
+        verify_without_name=req.verify_without_name,
         verify_peer=req.verify_peer,
         cert_request=cert_request,
         x509=req.x509,

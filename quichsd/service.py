@@ -29,10 +29,12 @@ from .credentials import (
 from .driver import HandshakeRequest, HandshakeResult, TlsPolicy, run_handshake
 from .errors import GnuTLSError, HandshakeError, InvalidRequest, LocalError
 from .gnutls.creds import AntiReplay, CertificateCredentials, PriorityCache
+from .keylog import KeyLogFile
 from .keyring import KEY_SPEC_USER_KEYRING
+from .logtext import printable
 from .netlink import AcceptRequest, HandshakeOutcome
 from .peerkeys import peer_certificate_key
-from .quicsocket import QuicSocket
+from .quicsocket import QuicSocket, peer_address
 from .tcpdriver import KtlsInstaller, run_tcp_handshake
 from .tls.engine import CIPHER_TOKEN, Auth, ResumptionKx, Role
 from .uapi import CertRequest, Cipher
@@ -105,6 +107,8 @@ class Snapshot:
     settings: Settings
     credentials: Credentials
     policy: TlsPolicy
+    #: log.keylog_file, open (None = key logging off)
+    keylog: KeyLogFile | None = None
     _built: dict[str, CertificateCredentials] = field(default_factory=dict)
 
     def x509(self, role: Role) -> CertificateCredentials:
@@ -114,14 +118,6 @@ class Snapshot:
             cc = build_certificate_credentials(material, need_key=role is Role.SERVER)
             self._built[role.value] = cc
         return cc
-
-
-def peer_address(sock: socket.socket) -> str | None:
-    try:
-        addr = sock.getpeername()
-    except OSError:
-        return None
-    return str(addr[0]) if isinstance(addr, tuple) and addr else None
 
 
 def is_tcp(sock: socket.socket) -> bool:
@@ -143,25 +139,28 @@ class HandshakeService:
         socket_adapter: SocketAdapter | None = None,
         peer_key_keyring: int = KEY_SPEC_USER_KEYRING,
         ktls_install: KtlsInstaller = ktls.install,
+        keylog: KeyLogFile | None = None,
     ) -> None:
         """``socket_adapter`` turns the accepted socket into the QuicSocket the driver
         runs on; None (production) uses the kernel socket itself. ``peer_key_keyring``
         receives the x509 peer's certificate key for a kernel request's REMOTE_AUTH
         (:mod:`quichsd.peerkeys`). A TCP socket is served by :mod:`quichsd.tcpdriver`
         and handed to kTLS with ``ktls_install`` (tests on a kernel without kTLS record
-        what it would install)."""
+        what it would install). ``keylog``: the open ``log.keylog_file``, if on."""
         self.ktls_install = ktls_install
         self.socket_adapter = socket_adapter
         self.peer_key_keyring = peer_key_keyring
-        self.snapshot = Snapshot(settings, credentials, tls_policy(settings))
+        self.snapshot = Snapshot(settings, credentials, tls_policy(settings), keylog)
         self.anti_replay = AntiReplay()
         self.priorities = PriorityCache()
         self.keyrings = keyrings
         self.executor = executor
 
-    def reload(self, settings: Settings, credentials: Credentials) -> None:
+    def reload(
+        self, settings: Settings, credentials: Credentials, keylog: KeyLogFile | None = None
+    ) -> None:
         """Swap the snapshot; handshakes in flight keep theirs."""
-        self.snapshot = Snapshot(settings, credentials, tls_policy(settings))
+        self.snapshot = Snapshot(settings, credentials, tls_policy(settings), keylog)
 
     def timeout(self, request: AcceptRequest) -> float:
         h = self.snapshot.settings.handshake
@@ -219,6 +218,7 @@ class HandshakeService:
             anti_replay=self.anti_replay,
             priorities=self.priorities,
             executor=self.executor,
+            keylog=snap.keylog.write if snap.keylog is not None else None,
         )
         try:
             if request.auth_mode is uapi.AuthMode.PSK:
@@ -249,7 +249,7 @@ class HandshakeService:
         remote = tuple(psk_serials)
         info = result.info
         if peer_key and not remote and info is not None and info.peer_certificates:
-            peer = req.peer_name if role is Role.CLIENT else peer_address(sock)
+            peer = (req.peer_name if role is Role.CLIENT else None) or peer_address(sock)
             serial = peer_certificate_key(
                 info.peer_certificates[0], peer or "unknown peer", self.peer_key_keyring
             )
@@ -314,14 +314,14 @@ class HandshakeService:
         if req.role is Role.CLIENT:
             unauth = request.auth_mode is uapi.AuthMode.UNAUTH
             verify = s.client.verify_server_unauthenticated if unauth else True
-            # no PEERNAME (kernel consumer gave none): verify the address we talk to
-            name = request.peername or peer_address(sock)
+            # no PEERNAME: the driver verifies the address the socket talks to, if any
             return replace(
                 req,
                 auth=Auth.UNAUTH if unauth else Auth.X509,
                 x509=x509,
                 verify_peer=verify,
-                peer_name=name,
+                peer_name=request.peername,
+                verify_without_name=s.client.verify_server_without_name,
             )
         policy = s.server.client_certificate
         cert_request = None if policy == "socket" else _CERT_REQUEST[policy]
@@ -343,7 +343,7 @@ def completion_summary(
     if group:
         parts.append(group)
     if alpn:
-        parts.append("alpn " + alpn.decode(errors="replace"))
+        parts.append("alpn " + printable(alpn))
     if resumed:
         parts.append("resumed")
     if early_data:

@@ -30,6 +30,7 @@ from typing import TypeVar
 
 from . import ktls
 from .errors import GnuTLSError, HandshakeError, HandshakeTimeout, LocalError
+from .quicsocket import peer_address
 from .request import HandshakeRequest, HandshakeResult
 from .tls.alerts import ALERT_INTERNAL_ERROR
 from .tls.config import EngineConfig, Role
@@ -44,8 +45,9 @@ T = TypeVar("T")
 KtlsInstaller = Callable[[socket.socket, ktls.TrafficState, ktls.TrafficState, int], None]
 
 
-def tcp_engine_config(req: HandshakeRequest) -> EngineConfig:
-    """The TLS session's input for a TCP request (no ALPN, no tickets, no 0-RTT)."""
+def tcp_engine_config(req: HandshakeRequest, peer_address: str | None = None) -> EngineConfig:
+    """The TLS session's input for a TCP request (no ALPN, no tickets, no 0-RTT);
+    ``peer_address`` (the socket's peer) is verified when the request names no peer."""
     cert_request = req.cert_request
     if cert_request is None:  # a TCP socket has no setting for it: request, as tlshd
         cert_request = CertRequest.REQUEST
@@ -56,6 +58,8 @@ def tcp_engine_config(req: HandshakeRequest) -> EngineConfig:
         groups=req.policy.groups,
         transport_params=None,
         peer_name=req.peer_name,
+        peer_address=req.peer_address or peer_address,
+        verify_without_name=req.verify_without_name,
         verify_peer=req.verify_peer,
         cert_request=cert_request,
         x509=req.x509,
@@ -108,7 +112,7 @@ class _TcpRun:
             raise HandshakeTimeout(f"deadline of {self.req.timeout:g} s passed while {self.phase}")
 
     async def run(self) -> None:
-        cfg = tcp_engine_config(self.req)
+        cfg = tcp_engine_config(self.req, peer_address(self.sock))
         try:
             self.session = await self._call(TcpSession, cfg, self.sock.fileno())
         except GnuTLSError as e:

@@ -119,6 +119,12 @@ class Pki:
     wrong_name: Issued
     rogue_ca: Issued
     rogue: Issued  # signed by an unknown CA
+    server_eku_client: Issued  # server.test, but EKU clientAuth only
+    client_eku_server: Issued  # client.test, but EKU serverAuth only
+    server_ip_only: Issued  # IP address SAN 127.0.0.1, no DNS name
+    server_other_ip: Issued  # IP address SAN 127.0.0.2 only
+    server_idn: Issued  # DNS SAN xn--bcher-kva.test (bücher.test), CN the same
+    server_public: Issued  # a name nothing asks for (as any public server's would be)
 
     def chain_pem(self) -> bytes:
         return self.server_chained.cert_pem + self.inter.cert_pem
@@ -127,7 +133,9 @@ class Pki:
         """Write PEM files for external peers; returns name -> path."""
         out: dict[str, Path] = {}
         names = ("ca", "server", "server_rsa", "client", "client_rsa", "expired", "wrong_name")
-        for name in (*names, "rogue"):
+        special = ("server_eku_client", "client_eku_server", "server_ip_only")
+        special += ("server_other_ip", "server_idn", "server_public")
+        for name in (*names, "rogue", *special):
             it: Issued = getattr(self, name)
             (d / f"{name}.pem").write_bytes(it.cert_pem)
             (d / f"{name}.key").write_bytes(it.key_pem)
@@ -142,6 +150,9 @@ class Pki:
 
 
 SERVER_NAMES = ("server.test", "localhost", "127.0.0.1")
+#: an internationalised name, as a U-label and as its IDNA2008 A-label
+IDN_U_LABEL = "bücher.test"
+IDN_A_LABEL = "xn--bcher-kva.test"
 
 
 def make_pki() -> Pki:
@@ -168,4 +179,10 @@ def make_pki() -> Pki:
         wrong_name=issue("other.test", ca, sans=("other.test",), eku="server"),
         rogue_ca=rogue_ca,
         rogue=issue("server.test", rogue_ca, sans=SERVER_NAMES, eku="server"),
+        server_eku_client=issue("server.test", ca, sans=SERVER_NAMES, eku="client"),
+        client_eku_server=issue("client.test", ca, sans=("client.test",), eku="server"),
+        server_ip_only=issue("127.0.0.1", ca, sans=("127.0.0.1",), eku="server"),
+        server_other_ip=issue("127.0.0.2", ca, sans=("127.0.0.2",), eku="server"),
+        server_idn=issue(IDN_A_LABEL, ca, sans=(IDN_A_LABEL,), eku="server"),
+        server_public=issue("www.public.test", ca, sans=("www.public.test",), eku="server"),
     )

@@ -10,9 +10,16 @@ let an exception reach C (see :mod:`quichsd.gnutls.callbacks`).
 from __future__ import annotations
 
 import ctypes as C
+import os
 from typing import Any
 
 from ..errors import GnuTLSError
+
+#: GnuTLS writes every traffic secret to the file ``SSLKEYLOGFILE`` names (its default
+#: key-log function, 0644, no log line). quichsd logs keys only when its config says so
+#: (``log.keylog_file``): the variable is removed before the library is loaded and can
+#: read it. True if it was set (the daemon says it was ignored).
+SSLKEYLOGFILE_IGNORED = os.environ.pop("SSLKEYLOGFILE", None) is not None
 
 _lib = C.CDLL("libgnutls.so.30")
 
@@ -22,6 +29,12 @@ buffer_t = C.c_void_p
 
 class datum_t(C.Structure):
     _fields_ = [("data", C.c_void_p), ("size", C.c_uint)]
+
+
+class typed_vdata_st(C.Structure):
+    """``gnutls_typed_vdata_st``: one name or purpose certificate verification checks."""
+
+    _fields_ = [("type", C.c_int), ("data", C.c_void_p), ("size", C.c_uint)]
 
 
 class OwnedDatum:
@@ -117,6 +130,18 @@ GNUTLS_CERT_EXPIRED = 1 << 10
 GNUTLS_CERT_UNEXPECTED_OWNER = 1 << 14
 GNUTLS_CERT_PURPOSE_MISMATCH = 1 << 18
 
+# gnutls_vdata_types_t (typed_vdata_st.type); DNS and IP names cannot be combined
+GNUTLS_DT_DNS_HOSTNAME = 1
+GNUTLS_DT_KEY_PURPOSE_OID = 2
+GNUTLS_DT_IP_ADDRESS = 4  # raw 4 or 16 bytes (GnuTLS >= 3.6.0)
+#: Extended Key Usage purposes (x509.h GNUTLS_KP_TLS_WWW_SERVER / _CLIENT)
+GNUTLS_KP_TLS_WWW_SERVER = b"1.3.6.1.5.5.7.3.1"
+GNUTLS_KP_TLS_WWW_CLIENT = b"1.3.6.1.5.5.7.3.2"
+#: gnutls_idna_map: IDNA2008 (non-transitional, via libidn2); without it GnuTLS 3.7 and
+#: 3.8 retry with the transitional (IDNA2003-compatible) mapping, which maps e.g. U+00DF
+#: to "ss" instead of its own A-label
+GNUTLS_IDNA_FORCE_2008 = 1 << 1
+
 # encryption levels (gnutls_record_encryption_level_t) -- NOT the kernel's numbering
 GNUTLS_ENCRYPTION_LEVEL_INITIAL = 0
 GNUTLS_ENCRYPTION_LEVEL_EARLY = 1
@@ -170,12 +195,17 @@ gnutls_priority_deinit = _fn("gnutls_priority_deinit", None, _VP)
 gnutls_priority_set = _fn("gnutls_priority_set", _I, session_t, _VP)
 gnutls_credentials_set = _fn("gnutls_credentials_set", _I, session_t, _I, _VP)
 gnutls_server_name_set = _fn("gnutls_server_name_set", _I, session_t, _I, C.c_char_p, C.c_size_t)
-gnutls_session_set_verify_cert = _fn("gnutls_session_set_verify_cert", None, session_t, _VP, _U)
+gnutls_session_set_verify_cert2 = _fn(
+    "gnutls_session_set_verify_cert2", None, session_t, _P(typed_vdata_st), _U, _U
+)
+gnutls_certificate_verify_peers = _fn(
+    "gnutls_certificate_verify_peers", _I, session_t, _P(typed_vdata_st), _U, _P(_U)
+)
+gnutls_idna_map = _fn("gnutls_idna_map", _I, C.c_char_p, _U, _P(datum_t), _U)
 gnutls_session_get_verify_cert_status = _fn("gnutls_session_get_verify_cert_status", _U, session_t)
 gnutls_session_set_verify_function = _fn(
     "gnutls_session_set_verify_function", None, session_t, verify_func_t
 )
-gnutls_certificate_verify_peers2 = _fn("gnutls_certificate_verify_peers2", _I, session_t, _P(_U))
 gnutls_certificate_verification_status_print = _fn(
     "gnutls_certificate_verification_status_print", _I, _U, _I, _P(datum_t), _U
 )
@@ -333,6 +363,16 @@ def take_datum(d: datum_t) -> bytes:
             gnutls_free(d.data)
             d.data = None
             d.size = 0
+
+
+def idna_to_ascii(name: bytes) -> bytes:
+    """The A-label (ASCII) form of the UTF-8 host name ``name``, by IDNA2008 (GnuTLS's
+    own mapping, so what we send and verify is what GnuTLS would make of the name).
+    Printable ASCII comes back unchanged. Raises :class:`GnuTLSError` for a name IDNA2008
+    refuses (or a GnuTLS built without libidn2, for a non-ASCII one)."""
+    out = datum_t()
+    check(gnutls_idna_map(name, len(name), C.byref(out), GNUTLS_IDNA_FORCE_2008), "IDNA mapping")
+    return take_datum(out)
 
 
 def malloc_copy(data: bytes) -> datum_t:

@@ -226,7 +226,9 @@ def _decode_x509(payload: bytes, sockfd: int) -> tuple[int | None, int | None]:
 
 
 def _decode_peername(payload: bytes, sockfd: int) -> str | None:
-    raw = payload.split(b"\0", 1)[0]
+    raw = payload[:-1] if payload.endswith(b"\0") else payload  # nla_put_string's NUL
+    if b"\0" in raw:  # refused, not cut short at the NUL (and verified as a shorter name)
+        raise MalformedMessage("PEERNAME", "contains a NUL byte", sockfd=sockfd)
     if len(raw) > PEERNAME_MAX:
         raise MalformedMessage(
             "PEERNAME", f"{len(raw)} bytes exceeds {PEERNAME_MAX}", sockfd=sockfd

@@ -12,6 +12,7 @@ import ctypes as C
 
 from ..errors import HandshakeError, LocalError, PeerRejected
 from ..gnutls import _lib as L
+from ..logtext import printable
 from .alerts import (
     ALERT_BAD_CERTIFICATE,
     ALERT_CERTIFICATE_EXPIRED,
@@ -44,11 +45,13 @@ def verify_text(status: int) -> str:
     return L.take_datum(out).decode(errors="replace")
 
 
-def verify_error(status: int) -> PeerRejected:
-    """The peer's certificate chain failed verification with ``status`` (nonzero)."""
-    return PeerRejected(
-        f"peer certificate rejected: {verify_text(status)}", alert=verify_alert(status)
-    )
+def verify_error(status: int, expected: str | None = None) -> PeerRejected:
+    """The peer's certificate chain failed verification with ``status`` (nonzero);
+    ``expected`` names the peer it had to be for, said when the name did not match."""
+    text = verify_text(status).strip()
+    if expected and status & L.GNUTLS_CERT_UNEXPECTED_OWNER:
+        text += f" (expected {expected})"
+    return PeerRejected(f"peer certificate rejected: {text}", alert=verify_alert(status))
 
 
 def captured_error(err: BaseException, what: str) -> HandshakeError:
@@ -69,7 +72,7 @@ def classify(ret: int, what: str, alert: int | None, alpns: tuple[bytes, ...]) -
     """
     msg = L.strerror(ret)
     if ret == L.GNUTLS_E_NO_APPLICATION_PROTOCOL:
-        offered = ",".join(a.decode(errors="replace") for a in alpns)
+        offered = ",".join(printable(a) for a in alpns)
         return PeerRejected(
             f"no common application protocol (we offer {offered})",
             alert=ALERT_NO_APPLICATION_PROTOCOL,

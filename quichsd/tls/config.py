@@ -66,8 +66,12 @@ class EngineConfig:
     groups: tuple[str, ...] = ()
     #: our transport-parameters extension body; None sends none (only tests want that)
     transport_params: bytes | None = b""
-    #: client: SNI and the name verified in the server certificate
+    #: client: SNI and the name verified in the server certificate (see .peername)
     peer_name: str | None = None
+    #: client: the server's IP address, verified (IP SAN) when there is no peer_name
+    peer_address: str | None = None
+    #: client: with neither, verify the chain and purpose only instead of refusing
+    verify_without_name: bool = False
     #: verify the peer's certificate chain (client: always sensible; server: client certs)
     verify_peer: bool = True
     cert_request: CertRequest = CertRequest.IGNORE

@@ -49,8 +49,9 @@ from ..errors import (
     ProtocolViolation,
 )
 from ..gnutls import _lib as L
+from ..logtext import quoted
 from ..uapi import Cipher, CryptoLevel
-from .alerts import ALERT_BAD_CERTIFICATE, ALERT_UNEXPECTED_MESSAGE, ALERT_UNKNOWN_PSK_IDENTITY
+from .alerts import ALERT_UNEXPECTED_MESSAGE, ALERT_UNKNOWN_PSK_IDENTITY
 from .callbacks import LIVE
 from .classify import captured_error, classify, verify_alert, verify_error
 from .config import (
@@ -74,7 +75,15 @@ from .events import (
     SessionData,
 )
 from .framing import MAX_HANDSHAKE_BYTES, NEW_SESSION_TICKET, scan_messages
-from .session import TP_EXTENSION, SessionResources, configure, init_flags
+from .session import (
+    TP_EXTENSION,
+    SessionResources,
+    configure,
+    init_flags,
+    keylog_line,
+    peer_certificates,
+    verify_optional_client_cert,
+)
 
 #: the engine, and what importers take from here of the modules it is split into
 __all__ = [
@@ -225,17 +234,7 @@ class Engine:
 
     def _on_verify_optional(self, s: int) -> int:
         try:
-            if not self.peer_certificates():
-                return 0
-            status = C.c_uint(0)
-            ret = L.gnutls_certificate_verify_peers2(s, C.byref(status))
-            if ret < 0:
-                raise PeerRejected(
-                    f"peer certificate could not be verified: {L.strerror(ret)}",
-                    alert=ALERT_BAD_CERTIFICATE,
-                )
-            if status.value:
-                raise verify_error(status.value)
+            verify_optional_client_cert(s)
             return 0
         except BaseException as e:
             return self._capture(e)
@@ -248,7 +247,7 @@ class Engine:
             secret = self.cfg.psk_lookup(ident)
             if secret is None:
                 raise KeyRejected(
-                    f"unknown PSK identity {ident!r}", alert=ALERT_UNKNOWN_PSK_IDENTITY
+                    f"unknown PSK identity {quoted(ident)}", alert=ALERT_UNKNOWN_PSK_IDENTITY
                 )
             d = L.malloc_copy(secret)
             key.contents.data, key.contents.size = d.data, d.size
@@ -259,13 +258,7 @@ class Engine:
     def _on_keylog(self, s: int, label: bytes, secret: Any) -> int:
         try:
             assert self.cfg.keylog is not None
-            client, server = L.datum_t(), L.datum_t()
-            L.gnutls_session_get_random(s, C.byref(client), C.byref(server))
-            line = (
-                f"{label.decode()} {L.datum_bytes(client).hex()} "
-                f"{L.datum_bytes(secret.contents).hex()}"
-            )
-            self.cfg.keylog(line)
+            self.cfg.keylog(keylog_line(s, label, secret))
             return 0
         except BaseException as e:
             return self._capture(e)
@@ -382,7 +375,9 @@ class Engine:
 
     def _classify(self, ret: int, what: str) -> HandshakeError:
         if ret == L.GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR:
-            return verify_error(L.gnutls_session_get_verify_cert_status(self._session))
+            status = L.gnutls_session_get_verify_cert_status(self._session)
+            peer = self._res.peer
+            return verify_error(status, peer.shown if peer is not None else None)
         L.gnutls_alert_send_appropriate(self._session, ret)  # reports the alert via _on_alert
         return classify(ret, what, self._alert, self.cfg.alpns)
 
@@ -418,11 +413,7 @@ class Engine:
         return L.datum_bytes(d)  # owned by the session: copy, don't free
 
     def peer_certificates(self) -> tuple[bytes, ...]:
-        n = C.c_uint(0)
-        arr = L.gnutls_certificate_get_peers(self._session, C.byref(n))
-        if not arr:
-            return ()
-        return tuple(L.datum_bytes(arr[i]) for i in range(n.value))
+        return peer_certificates(self._session) if self._session is not None else ()
 
     def close(self) -> None:
         """Free the session and per-session credentials (idempotent)."""

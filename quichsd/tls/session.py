@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import ctypes as C
 import functools
-import ipaddress
 import threading
 from typing import Any
 
-from ..errors import LocalError
+from ..errors import LocalError, PeerRejected
 from ..gnutls import _lib as L
 from ..gnutls.creds import PriorityCache, PskClientCredentials, PskServerCredentials
 from ..uapi import CertRequest
+from .alerts import ALERT_BAD_CERTIFICATE
 from .callbacks import (
     CB_ALERT,
     CB_CLIENT_HELLO,
@@ -30,7 +30,9 @@ from .callbacks import (
     CB_TP_SEND,
     CB_VERIFY_OPTIONAL,
 )
+from .classify import verify_error
 from .config import Auth, EngineConfig, Role, priority_string
+from .peername import PeerIdentity, peer_identity
 
 TP_EXTENSION = 0x39
 
@@ -40,10 +42,12 @@ _DEFAULT_PRIORITIES = PriorityCache()
 class SessionResources:
     """Per-session credentials and C memory that must outlive the session's use of them."""
 
-    __slots__ = ("keep", "psk_client", "psk_server", "session_data_rejected")
+    __slots__ = ("keep", "peer", "psk_client", "psk_server", "session_data_rejected")
 
     def __init__(self) -> None:
         self.keep: list[Any] = []
+        #: client: the identity the server certificate is verified against
+        self.peer: PeerIdentity | None = None
         self.psk_client: PskClientCredentials | None = None
         self.psk_server: PskServerCredentials | None = None
         #: client given session data: GnuTLS refused it (a full handshake follows)
@@ -101,7 +105,7 @@ def configure(s: int, cfg: EngineConfig, res: SessionResources) -> None:
     if cfg.role is Role.CLIENT:
         _configure_client(s, cfg, res)
     else:
-        _configure_server(s, cfg)
+        _configure_server(s, cfg, res)
 
 
 def _set_credentials(s: int, cfg: EngineConfig, res: SessionResources) -> None:
@@ -136,28 +140,98 @@ def _set_credentials(s: int, cfg: EngineConfig, res: SessionResources) -> None:
 
 
 def _configure_client(s: int, cfg: EngineConfig, res: SessionResources) -> None:
-    name = cfg.peer_name
-    if name and not _is_ip(name):  # RFC 6066 §3: no SNI for IP literals
-        L.check(L.gnutls_server_name_set(s, L.GNUTLS_NAME_DNS, name.encode(), len(name)), "set SNI")
-    if cfg.x509 is not None and cfg.verify_peer and cfg.auth is not Auth.PSK:
-        # gnutls_session_set_verify_cert does NOT copy the name (pitfall 10)
-        hostname = C.create_string_buffer(name.encode()) if name else None
-        res.keep.append(hostname)
-        L.gnutls_session_set_verify_cert(s, C.addressof(hostname) if hostname else None, 0)
+    verify = cfg.x509 is not None and cfg.verify_peer and cfg.auth is not Auth.PSK
+    peer = peer_identity(
+        cfg.peer_name,
+        cfg.peer_address,
+        allow_nameless=cfg.verify_without_name or not verify,
+    )
+    if peer.dns is not None:  # RFC 6066 §3: no SNI for IP literals; length in bytes
+        L.check(L.gnutls_server_name_set(s, L.GNUTLS_NAME_DNS, peer.dns, len(peer.dns)), "set SNI")
+    if verify:
+        set_verify(s, res, L.GNUTLS_KP_TLS_WWW_SERVER, peer)
+        res.peer = peer
     if cfg.session_data:
         ret = L.gnutls_session_set_data(s, cfg.session_data, len(cfg.session_data))
         # corrupt or foreign session data: fall back to a full handshake
         res.session_data_rejected = ret < 0
 
 
-def _configure_server(s: int, cfg: EngineConfig) -> None:
+def verification_data(purpose: bytes, peer: PeerIdentity | None = None) -> tuple[Any, list[Any]]:
+    """A ``gnutls_typed_vdata_st[]`` asking for the key purpose ``purpose`` (an EKU OID)
+    and the peer's DNS name or IP address, if any; and the buffers it points at (GnuTLS
+    copies neither: keep both as long as the session may verify)."""
+    entries = [(L.GNUTLS_DT_KEY_PURPOSE_OID, purpose)]
+    if peer is not None and peer.dns is not None:
+        entries.append((L.GNUTLS_DT_DNS_HOSTNAME, peer.dns))
+    elif peer is not None and peer.ip is not None:
+        entries.append((L.GNUTLS_DT_IP_ADDRESS, peer.ip))
+    bufs = []
+    arr = (L.typed_vdata_st * len(entries))()
+    for i, (kind, value) in enumerate(entries):
+        buf = C.create_string_buffer(value, len(value) + 1)  # NUL-terminated for strings
+        bufs.append(buf)
+        arr[i].type, arr[i].data, arr[i].size = kind, C.addressof(buf), len(value)
+    return arr, bufs
+
+
+def set_verify(s: int, res: SessionResources, purpose: bytes, peer: PeerIdentity | None) -> None:
+    """GnuTLS verifies the peer's chain, ``purpose`` and ``peer``'s name during the
+    handshake (a failure is GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR)."""
+    arr, bufs = verification_data(purpose, peer)
+    res.keep += [arr, bufs]
+    L.gnutls_session_set_verify_cert2(s, arr, len(arr), 0)
+
+
+def configure_client_certificates(s: int, cfg: EngineConfig, res: SessionResources) -> None:
+    """Server: ask for a client certificate as ``cfg.cert_request`` says and verify one
+    (chain and clientAuth purpose), on QUIC and TCP alike."""
     if cfg.x509 is not None and cfg.auth is not Auth.PSK:
         L.gnutls_certificate_server_set_request(s, int(cfg.cert_request))
         if cfg.cert_request is CertRequest.REQUIRE and cfg.verify_peer:
-            L.gnutls_session_set_verify_cert(s, None, 0)
+            # a client certificate: the chain and the clientAuth purpose (no name)
+            set_verify(s, res, L.GNUTLS_KP_TLS_WWW_CLIENT, None)
         elif cfg.cert_request is CertRequest.REQUEST and cfg.verify_peer:
-            # GnuTLS's own check fails when no certificate came: verify only one sent
+            # GnuTLS's own check fails when no certificate came: the session's
+            # on_verify_optional verifies only one sent (verify_optional_client_cert)
             L.gnutls_session_set_verify_function(s, CB_VERIFY_OPTIONAL)
+
+
+def peer_certificates(s: int) -> tuple[bytes, ...]:
+    """The peer's certificate chain (DER), as it sent it; () when it sent none."""
+    n = C.c_uint(0)
+    arr = L.gnutls_certificate_get_peers(s, C.byref(n))
+    if not arr:
+        return ()
+    return tuple(L.datum_bytes(arr[i]) for i in range(n.value))
+
+
+def verify_optional_client_cert(s: int) -> None:
+    """Server, client certificate requested: verify the one the client sent (chain and
+    clientAuth purpose); none sent is fine. Raises PeerRejected."""
+    if not peer_certificates(s):
+        return
+    status = C.c_uint(0)
+    data, _bufs = verification_data(L.GNUTLS_KP_TLS_WWW_CLIENT)
+    ret = L.gnutls_certificate_verify_peers(s, data, len(data), C.byref(status))
+    if ret < 0:
+        raise PeerRejected(
+            f"peer certificate could not be verified: {L.strerror(ret)}",
+            alert=ALERT_BAD_CERTIFICATE,
+        )
+    if status.value:
+        raise verify_error(status.value)
+
+
+def keylog_line(s: int, label: bytes, secret: Any) -> str:
+    """One NSS key log line for GnuTLS's keylog callback arguments."""
+    client, server = L.datum_t(), L.datum_t()
+    L.gnutls_session_get_random(s, C.byref(client), C.byref(server))
+    return f"{label.decode()} {L.datum_bytes(client).hex()} {L.datum_bytes(secret.contents).hex()}"
+
+
+def _configure_server(s: int, cfg: EngineConfig, res: SessionResources) -> None:
+    configure_client_certificates(s, cfg, res)
     if cfg.ticket_key:
         with _TICKET_KEYS_LOCK:  # GnuTLS copies the key into the session
             key = _ticket_key_datum(cfg.ticket_key)
@@ -172,14 +246,6 @@ def _configure_server(s: int, cfg: EngineConfig) -> None:
     L.gnutls_handshake_set_hook_function(
         s, L.GNUTLS_HANDSHAKE_CLIENT_HELLO, L.GNUTLS_HOOK_POST, CB_CLIENT_HELLO
     )
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 @functools.lru_cache(maxsize=64)

@@ -35,9 +35,10 @@ from ..errors import (
 from ..gnutls import _lib as L
 from ..gnutls.creds import PskClientCredentials, PskServerCredentials
 from ..ktls import TrafficState
-from ..uapi import CertRequest, Cipher
-from .alerts import ALERT_BAD_CERTIFICATE, ALERT_UNKNOWN_PSK_IDENTITY, alert_name
-from .callbacks import CB_CLIENT_HELLO, CB_PSK, CB_VERIFY_OPTIONAL, LIVE
+from ..logtext import quoted
+from ..uapi import Cipher
+from .alerts import ALERT_UNKNOWN_PSK_IDENTITY, alert_name
+from .callbacks import CB_CLIENT_HELLO, CB_KEYLOG, CB_PSK, LIVE
 from .classify import captured_error, classify, verify_error
 from .config import CIPHER_TOKEN, DEFAULT_CIPHERS, Auth, EngineConfig, ResumptionKx, Role
 from .engine import _group_name, _kernel_cipher
@@ -49,7 +50,16 @@ from .hello import (
     psk_identities,
     record_size_limit,
 )
-from .session import _DEFAULT_PRIORITIES, SessionResources, _configure_client, _set_credentials
+from .session import (
+    _DEFAULT_PRIORITIES,
+    SessionResources,
+    _configure_client,
+    _set_credentials,
+    configure_client_certificates,
+    keylog_line,
+    peer_certificates,
+    verify_optional_client_cert,
+)
 
 GNUTLS_HOOK_PRE = 0
 GNUTLS_HOOK_POST = 1
@@ -158,14 +168,12 @@ class TcpSession:
         L.gnutls_handshake_set_hook_function(
             s, GNUTLS_HANDSHAKE_ANY, GNUTLS_HOOK_BOTH, CB_CLIENT_HELLO
         )
+        if cfg.keylog is not None:
+            L.gnutls_session_set_keylog_function(s, CB_KEYLOG)
         if cfg.role is Role.CLIENT:
             _configure_client(s, cfg, self._res)
-        elif cfg.x509 is not None and cfg.auth is not Auth.PSK:
-            L.gnutls_certificate_server_set_request(s, int(cfg.cert_request))
-            if cfg.cert_request is CertRequest.REQUIRE and cfg.verify_peer:
-                L.gnutls_session_set_verify_cert(s, None, 0)
-            elif cfg.cert_request is CertRequest.REQUEST and cfg.verify_peer:
-                L.gnutls_session_set_verify_function(s, CB_VERIFY_OPTIONAL)
+        else:
+            configure_client_certificates(s, cfg, self._res)
         L.gnutls_transport_set_int2(s, fd, fd)
 
     # -- callbacks (record only; never raise into C) ---------------------------------------
@@ -222,7 +230,7 @@ class TcpSession:
             secret = self._lookup(ident)
             if secret is None:
                 raise KeyRejected(
-                    f"unknown PSK identity {ident!r}", alert=ALERT_UNKNOWN_PSK_IDENTITY
+                    f"unknown PSK identity {quoted(ident)}", alert=ALERT_UNKNOWN_PSK_IDENTITY
                 )
             d = L.malloc_copy(secret)
             key.contents.data, key.contents.size = d.data, d.size
@@ -233,17 +241,16 @@ class TcpSession:
 
     def _on_verify_optional(self, s: int) -> int:
         try:
-            if not self.peer_certificates():
-                return 0
-            status = C.c_uint(0)
-            ret = L.gnutls_certificate_verify_peers2(s, C.byref(status))
-            if ret < 0:
-                raise PeerRejected(
-                    f"peer certificate could not be verified: {L.strerror(ret)}",
-                    alert=ALERT_BAD_CERTIFICATE,
-                )
-            if status.value:
-                raise verify_error(status.value)
+            verify_optional_client_cert(s)
+            return 0
+        except BaseException as e:
+            self._error = self._error or e
+            return L.GNUTLS_E_USER_ERROR
+
+    def _on_keylog(self, s: int, label: bytes, secret: Any) -> int:
+        try:
+            assert self.cfg.keylog is not None
+            self.cfg.keylog(keylog_line(s, label, secret))
             return 0
         except BaseException as e:
             self._error = self._error or e
@@ -274,7 +281,9 @@ class TcpSession:
             text = f"peer sent TLS alert {alert} ({alert_name(alert)})"
             return KeyRejected(text) if alert == ALERT_UNKNOWN_PSK_IDENTITY else PeerRejected(text)
         if ret == L.GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR:
-            return verify_error(L.gnutls_session_get_verify_cert_status(s))
+            peer = self._res.peer
+            status = L.gnutls_session_get_verify_cert_status(s)
+            return verify_error(status, peer.shown if peer is not None else None)
         if ret in (L.GNUTLS_E_PREMATURE_TERMINATION, L.GNUTLS_E_PULL_ERROR, L.GNUTLS_E_PUSH_ERROR):
             return ConnectionReset(f"connection closed during the handshake ({L.strerror(ret)})")
         level = C.c_int(0)
@@ -333,11 +342,7 @@ class TcpSession:
         )
 
     def peer_certificates(self) -> tuple[bytes, ...]:
-        n = C.c_uint(0)
-        arr = L.gnutls_certificate_get_peers(self._session, C.byref(n))
-        if not arr:
-            return ()
-        return tuple(L.datum_bytes(arr[i]) for i in range(n.value))
+        return peer_certificates(self._session) if self._session is not None else ()
 
     def close(self) -> None:
         """Free the session (idempotent). Sends nothing: the kernel owns the fd now."""

@@ -93,12 +93,20 @@ class _Bridge:
         self.app_secrets: set[bool] = set()
         self.local_closed = False
         self.ticket_sent = False
+        #: the daemon closed its end (after its RESULT, which is still to be read)
+        self.daemon_closed = False
 
     def send(self, msg: codec.Message) -> None:
+        if self.daemon_closed:
+            return
         try:
             wire.send_record(self.conn, codec.encode(msg))
         except BlockingIOError:
             raise ViaError(errno.ENOBUFS, "the daemon does not read its connection") from None
+        except (BrokenPipeError, ConnectionResetError):
+            # the daemon finished (e.g. the peer closed) while we were still talking: its
+            # RESULT, queued before it closed, is read next, and says how it ended
+            self.daemon_closed = True
         except OSError as e:
             err = ViaError(e.errno or errno.EIO, f"send to the daemon: {e.strerror}")
             raise _SendFailed(err) from None
@@ -138,6 +146,9 @@ class _Bridge:
             try:
                 self.apply(msg)
             except OSError as e:
+                # a local socket that failed because its connection closed: the daemon
+                # hears of the close first (CLOSED), then of the failure it caused
+                self.from_socket()
                 self.send(codec.OpError(e.errno or errno.EIO, str(e.strerror or e)))
         return None
 

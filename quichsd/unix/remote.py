@@ -219,7 +219,10 @@ class RemoteQuicSocket:
         if self.closed:
             raise _oserror(errno.EBADF, "socket is closed")
         self.pump()
-        self._check()
+        if self.protocol_error is not None or not self.eof:
+            # after CLOSED, the client's stack errors are consequences of the close: what
+            # it received before is delivered, then EOF
+            self._check()
         if not self._inbox:
             if self.eof or self.gone:
                 return b"", [], 0, None

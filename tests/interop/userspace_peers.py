@@ -203,6 +203,42 @@ async def aioquic_echo_server(
     return server, log
 
 
+async def aioquic_aborting_server(
+    port: int,
+    cert: Path,
+    key: Path,
+    error_code: int,
+    reason: str,
+    *,
+    alpn: str = "h3",
+    first_flight: bool = True,
+) -> tuple[QuicServer, EchoLog]:
+    """aioquic's own TLS, closing each connection right after its first flight (ServerHello
+    and the rest), or with ``first_flight=False`` instead of it: a CONNECTION_CLOSE with
+    ``error_code`` (0x100 + alert for a TLS alert) and ``reason`` as the reason phrase,
+    which a transport close carries as it is."""
+    from aioquic.quic.packet import QuicFrameType
+
+    log = EchoLog()
+    cfg = QuicConfiguration(is_client=False, alpn_protocols=[alpn])
+    cfg.load_cert_chain(cert, key)
+
+    class Proto(_EchoProtocol):
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            if first_flight:
+                super().datagram_received(data, addr)
+            else:  # only the close goes out (aioquic sends nothing else once closing)
+                self._quic.receive_datagram(data, addr, now=self._loop.time())
+            self._quic.close(  # once: a second call does nothing
+                error_code=error_code, frame_type=QuicFrameType.CRYPTO, reason_phrase=reason
+            )
+            self.transmit()
+
+    Proto.log = log
+    server = await serve("127.0.0.1", port, configuration=cfg, create_protocol=Proto)
+    return server, log
+
+
 def aioquic_client_config(
     cafile: Path, *, alpn: str = "echo", cert: Path | None = None, key: Path | None = None
 ) -> QuicConfiguration:

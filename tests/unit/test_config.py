@@ -242,6 +242,27 @@ BAD: list[tuple[str, str, list[str]]] = [
         [f"{P}:3: YAML syntax error: did not find expected key"],
     ),
     (
+        "issue 11 item 2: verify_server_without_name is a boolean",
+        "client:\n  verify_server_without_name: yes\n",
+        [
+            f"{P}:2: client.verify_server_without_name: 'yes' is a YAML 1.1 boolean that "
+            "YAML 1.2 reads as a string; write true or false"
+        ],
+    ),
+    (
+        "issue 11 item 4: keylog_file is an absolute path",
+        "log:\n  keylog_file: keys.log\n",
+        [f"{P}:2: log.keylog_file: 'keys.log' is not an absolute path"],
+    ),
+    (
+        "issue 11 item 5: gnutls_level 9 without key logging",
+        "log:\n  level: debug\n  gnutls_level: 9\n",
+        [
+            f"{P}:3: log.gnutls_level: 9 makes GnuTLS log TLS record keys and IVs; allowed "
+            "only with key logging on (log.keylog_file set), else use 8 or less"
+        ],
+    ),
+    (
         "top level is a list",
         "- log\n",
         [f"{P}:1: expected a mapping of settings, got a list"],

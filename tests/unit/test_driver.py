@@ -192,7 +192,8 @@ async def test_peer_close_is_reported_at_once_not_at_the_deadline() -> None:
         uapi.pack_connection_close(uapi.ConnectionClose(0x100 + 115, 0, b"unknown psk")),
     )
     s.close()
-    r = await run_handshake(c, HandshakeRequest(Role.CLIENT, x509=cc, timeout=5))
+    req = HandshakeRequest(Role.CLIENT, peer_name="server.test", x509=cc, timeout=5)
+    r = await run_handshake(c, req)
     assert r.status == errno.EKEYREJECTED
     assert r.elapsed < 2
     c.close()

@@ -314,6 +314,14 @@ def test_peername_not_ascii() -> None:
     assert (exc.attribute, exc.problem, exc.sockfd) == ("PEERNAME", "not an ASCII string", 8)
 
 
+def test_issue11_item3_peername_with_a_nul_is_refused_not_cut() -> None:
+    """issue 11 item 3: "server.test\\0.evil.test" is malformed, not "server.test"."""
+    name = b"server.test\0.evil.test\0"
+    body = s32(1, 8) + u32(3, 1) + struct.pack("=HH", 4 + len(name), 8) + name  # 28: no pad
+    exc = _malformed(msg(2, body))
+    assert (exc.attribute, exc.problem, exc.sockfd) == ("PEERNAME", "contains a NUL byte", 8)
+
+
 def test_peername_with_control_character() -> None:
     exc = _malformed(msg(2, s32(1, 8) + u32(3, 1) + struct.pack("=HH", 8, 8) + b"a\nb\0"))
     assert (exc.attribute, exc.sockfd) == ("PEERNAME", 8)
