@@ -9,8 +9,9 @@ import sys
 
 from . import __version__
 from . import log as logsetup
-from .config import Settings, load_config
-from .credentials import CredentialsError, load_credentials
+from .config import Settings, load_config_lines
+from .credcheck import load_checked
+from .credentials import CredentialsError
 from .errors import ConfigError
 
 DEFAULT_CONFIG = "/etc/quichsd/config.yaml"
@@ -37,28 +38,39 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load(path: str, explicit: bool) -> Settings:
+def _load(path: str, explicit: bool) -> tuple[Settings, dict[str, int]]:
     if not explicit and not os.path.exists(path):
-        return Settings()
-    return load_config(path)
+        return Settings(), {}
+    return load_config_lines(path)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     path = args.config or DEFAULT_CONFIG
     try:
-        settings = _load(path, args.config is not None)
+        settings, lines = _load(path, args.config is not None)
     except ConfigError as e:
         for line in e.errors:
             print(line, file=sys.stderr)  # noqa: T201 - the --check contract is stderr lines
         return 1
     if args.check:
+        if args.config is None and not os.path.exists(path):
+            # nothing to validate: saying "fine" would hide a missing or misplaced file
+            print(  # noqa: T201
+                f"{path}: not found: nothing was validated (the daemon would run with the "
+                "built-in defaults; name a file with -c)",
+                file=sys.stderr,
+            )
+            return 1
         try:
-            load_credentials(settings).wipe()
+            creds, warnings = load_checked(settings, path, lines)
         except CredentialsError as e:
             for line in e.errors:
                 print(line, file=sys.stderr)  # noqa: T201
             return 1
+        creds.wipe()
+        for line in warnings:
+            print(line, file=sys.stderr)  # noqa: T201
         return 0
     logsetup.setup(
         settings.log.level,
@@ -70,4 +82,4 @@ def main(argv: list[str] | None = None) -> int:
         log.log(logsetup.NOTICE, "%s not found; running with the built-in defaults", path)
     from .daemon import serve
 
-    return serve(path, settings, stderr=args.stderr)
+    return serve(path, settings, stderr=args.stderr, lines=lines)

@@ -25,6 +25,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from quichsd.errors import ConfigError
+from quichsd.regularfile import NotRegularFile, open_regular
 
 #: TLS 1.3 cipher suites usable by QUIC, by their GnuTLS priority names (RFC 9001 §5.3).
 CIPHERS = ("AES-128-GCM", "AES-256-GCM", "AES-128-CCM", "CHACHA20-POLY1305")
@@ -432,6 +433,13 @@ def _syntax_line(exc: yaml.YAMLError, text: str) -> int:
 
 def parse_config(text: str, path: str) -> Settings:
     """Validate the YAML ``text`` of the config file ``path`` (used only in messages)."""
+    return parse_config_lines(text, path)[0]
+
+
+def parse_config_lines(text: str, path: str) -> tuple[Settings, dict[str, int]]:
+    """:func:`parse_config`, and the line of each dotted key set in the file (for
+    ``PATH:LINE`` errors found later, e.g. a private key that does not match its
+    certificate)."""
     loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         root = yaml.compose(text, Loader=loader)
@@ -442,7 +450,7 @@ def parse_config(text: str, path: str) -> Settings:
         ) from None
     ctx = _Ctx()
     if root is None:
-        return Settings()
+        return Settings(), {}
     try:
         settings: Settings = _SETTINGS(ctx, root, "")
     except _Invalid as exc:
@@ -453,16 +461,26 @@ def parse_config(text: str, path: str) -> Settings:
     if ctx.errors:
         ctx.errors.sort(key=lambda e: e[0])
         raise ConfigError([f"{path}:{line}: {msg}" for line, msg in ctx.errors])
-    return settings
+    return settings, ctx.lines
 
 
 def load_config(path: str) -> Settings:
     """Read and validate the config file at ``path``."""
+    return load_config_lines(path)[0]
+
+
+def load_config_lines(path: str) -> tuple[Settings, dict[str, int]]:
+    """:func:`load_config`, and the line of each dotted key (:func:`parse_config_lines`)."""
     try:
-        with open(path, "rb") as f:
+        fd, _st = open_regular(path)  # a FIFO or a device would block the read
+    except (OSError, NotRegularFile) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise ConfigError([f"{path}: cannot read: {why}"]) from None
+    with open(fd, "rb") as f:
+        try:
             data = f.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+        except OSError as exc:
+            raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
     if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError([f"{path}: cannot read: larger than {MAX_CONFIG_BYTES} bytes"])
     try:
@@ -470,4 +488,4 @@ def load_config(path: str) -> Settings:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise ConfigError([f"{path}:{line}: not valid UTF-8"]) from None
-    return parse_config(text, path)
+    return parse_config_lines(text, path)

@@ -18,10 +18,10 @@ import dataclasses
 import errno
 import logging
 import os
-import signal
 import socket
 from collections.abc import Callable
 
+from .. import signals
 from ..netlink import Handler, NetlinkTransport
 from ..netlink.agent import format_peer, run_handler, send_done
 from ..netlink.codec import AcceptRequest
@@ -58,9 +58,7 @@ class Worker:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        signals.install(loop, self._stopping.set, self._on_sighup, f"worker {os.getpid()}: ")
         try:
             await self._transport.open()
         except Exception as exc:

@@ -28,6 +28,8 @@ import struct
 from collections.abc import Callable
 from types import FrameType
 
+from .. import signals
+
 log = logging.getLogger("quichsd.workers")
 
 PR_SET_PDEATHSIG = 1
@@ -52,8 +54,9 @@ def reset_after_fork() -> None:
     parent runs a loop, e.g. under a test runner)."""
     with contextlib.suppress(ValueError):
         signal.set_wakeup_fd(-1)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+    for sig in (*signals.STOP, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
+    signals.ignore_all()  # until the worker's loop handles them (quichsd.signals)
     asyncio._set_running_loop(None)
     asyncio.set_event_loop(None)
 
@@ -75,7 +78,8 @@ def _reap(_sig: int, _frame: FrameType | None) -> None:
 def serve(ctl: socket.socket, worker_main: WorkerMain, reload: Callable[[], object] | None) -> int:
     """The fork server's loop (in its own process)."""
     signal.signal(signal.SIGCHLD, _reap)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when we stop
+    for sig in (signal.SIGINT, signal.SIGQUIT):  # the main process decides when we stop
+        signal.signal(sig, signal.SIG_IGN)
 
     def on_hup(_sig: int, _frame: FrameType | None) -> None:
         if reload is not None:
