@@ -53,6 +53,7 @@ class Worker:
         self._reload = reload
         self._grace = grace
         self._jobs: set[asyncio.Task[None]] = set()
+        self._reports: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._chan_open = True
 
@@ -105,7 +106,9 @@ class Worker:
             return
         for fd in fds:
             os.close(fd)
-        if kind == "stats":
+        if kind == "ping":  # the main process's heartbeat
+            self._spawn_report(("pong", message[1]))
+        elif kind == "stats":
             self._spawn_report(("stats", os.getpid(), open_fds(), len(self._jobs)))
         else:
             log.error("worker %d: unexpected message %r", os.getpid(), kind)
@@ -136,8 +139,8 @@ class Worker:
 
     def _spawn_report(self, message: tuple[object, ...]) -> None:
         task = asyncio.create_task(self._report(message))
-        self._jobs.add(task)
-        task.add_done_callback(self._jobs.discard)
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
 
     def _on_sighup(self) -> None:
         if self._reload is None:
