@@ -9,8 +9,9 @@ import sys
 
 from . import __version__
 from . import log as logsetup
-from .config import MAX_CONFIG_BYTES, Settings, load_config
-from .credentials import CredentialsError, load_credentials
+from .config import MAX_CONFIG_BYTES, Settings, load_config_lines
+from .credcheck import load_checked
+from .credentials import CredentialsError
 from .errors import ConfigError
 from .gnutls.features import features
 from .tlshd_import import TLSHD_CONFIG_PATHS, KeyFileError, convert
@@ -80,10 +81,10 @@ def import_tlshd(path: str) -> int:
     return 0
 
 
-def _load(path: str, explicit: bool) -> Settings:
+def _load(path: str, explicit: bool) -> tuple[Settings, dict[str, int]]:
     if not explicit and not os.path.exists(path):
-        return Settings()
-    return load_config(path, available_groups=features().groups)
+        return Settings(), {}
+    return load_config_lines(path, available_groups=features().groups)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,18 +93,29 @@ def main(argv: list[str] | None = None) -> int:
         return import_tlshd(args.import_tlshd_config)
     path = args.config or DEFAULT_CONFIG
     try:
-        settings = _load(path, args.config is not None)
+        settings, lines = _load(path, args.config is not None)
     except ConfigError as e:
         for line in e.errors:
             print(line, file=sys.stderr)  # noqa: T201 - the --check contract is stderr lines
         return 1
     if args.check:
+        if args.config is None and not os.path.exists(path):
+            # nothing to validate: saying "fine" would hide a missing or misplaced file
+            print(  # noqa: T201
+                f"{path}: not found: nothing was validated (the daemon would run with the "
+                "built-in defaults; name a file with -c)",
+                file=sys.stderr,
+            )
+            return 1
         try:
-            load_credentials(settings).wipe()
+            creds, warnings = load_checked(settings, path, lines)
         except CredentialsError as e:
             for line in e.errors:
                 print(line, file=sys.stderr)  # noqa: T201
             return 1
+        creds.wipe()
+        for line in warnings:
+            print(line, file=sys.stderr)  # noqa: T201
         return 0
     logsetup.setup(
         settings.log.level,
@@ -115,4 +127,4 @@ def main(argv: list[str] | None = None) -> int:
         log.log(logsetup.NOTICE, "%s not found; running with the built-in defaults", path)
     from .daemon import serve
 
-    return serve(path, settings, stderr=args.stderr)
+    return serve(path, settings, stderr=args.stderr, lines=lines)

@@ -25,6 +25,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from quichsd.errors import ConfigError
+from quichsd.regularfile import NotRegularFile, open_regular
 
 #: TLS 1.3 cipher suites usable by QUIC, by their GnuTLS priority names (RFC 9001 §5.3).
 CIPHERS = ("AES-128-GCM", "AES-256-GCM", "AES-128-CCM", "CHACHA20-POLY1305")
@@ -507,18 +508,27 @@ def parse_config(
     the default ``tls.groups`` puts the hybrid post-quantum groups it has first. Without
     it names are checked only, and the default is :data:`DEFAULT_GROUPS`.
     """
-    settings, present = _parse(text, path, available_groups)
-    if available_groups is not None and "tls.groups" not in present:
+    return parse_config_lines(text, path, available_groups=available_groups)[0]
+
+
+def parse_config_lines(
+    text: str, path: str, *, available_groups: frozenset[str] | None = None
+) -> tuple[Settings, dict[str, int]]:
+    """:func:`parse_config`, and the line of each dotted key set in the file (for
+    ``PATH:LINE`` errors found later, e.g. a private key that does not match its
+    certificate)."""
+    settings, lines = _parse(text, path, available_groups)
+    if available_groups is not None and "tls.groups" not in lines:
         settings = replace(
             settings, tls=replace(settings.tls, groups=default_groups(available_groups))
         )
-    return settings
+    return settings, lines
 
 
 def _parse(
     text: str, path: str, available_groups: frozenset[str] | None
-) -> tuple[Settings, set[str]]:
-    """The settings and the dotted keys present in the text."""
+) -> tuple[Settings, dict[str, int]]:
+    """The settings and the line of each dotted key present in the text."""
     loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         root = yaml.compose(text, Loader=loader)
@@ -529,7 +539,7 @@ def _parse(
         ) from None
     ctx = _Ctx(available_groups=available_groups)
     if root is None:
-        return Settings(), set()
+        return Settings(), {}
     try:
         settings: Settings = _SETTINGS(ctx, root, "")
     except _Invalid as exc:
@@ -540,17 +550,29 @@ def _parse(
     if ctx.errors:
         ctx.errors.sort(key=lambda e: e[0])
         raise ConfigError([f"{path}:{line}: {msg}" for line, msg in ctx.errors])
-    return settings, set(ctx.lines)
+    return settings, ctx.lines
 
 
 def load_config(path: str, *, available_groups: frozenset[str] | None = None) -> Settings:
     """Read and validate the config file at ``path`` (``available_groups``: as
     :func:`parse_config`)."""
+    return load_config_lines(path, available_groups=available_groups)[0]
+
+
+def load_config_lines(
+    path: str, *, available_groups: frozenset[str] | None = None
+) -> tuple[Settings, dict[str, int]]:
+    """:func:`load_config`, and the line of each dotted key (:func:`parse_config_lines`)."""
     try:
-        with open(path, "rb") as f:
+        fd, _st = open_regular(path)  # a FIFO or a device would block the read
+    except (OSError, NotRegularFile) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise ConfigError([f"{path}: cannot read: {why}"]) from None
+    with open(fd, "rb") as f:
+        try:
             data = f.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+        except OSError as exc:
+            raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
     if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError([f"{path}: cannot read: larger than {MAX_CONFIG_BYTES} bytes"])
     try:
@@ -558,4 +580,4 @@ def load_config(path: str, *, available_groups: frozenset[str] | None = None) ->
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise ConfigError([f"{path}:{line}: not valid UTF-8"]) from None
-    return parse_config(text, path, available_groups=available_groups)
+    return parse_config_lines(text, path, available_groups=available_groups)

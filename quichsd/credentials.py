@@ -41,6 +41,7 @@ from quichsd.pem import (
     check_private_key,
     is_der_sequence,
 )
+from quichsd.regularfile import NotRegularFile, open_regular
 
 log = logging.getLogger("quichsd.credentials")
 
@@ -173,9 +174,10 @@ def _warn_owner_mode(path: str, st: os.stat_result, secret: bool) -> None:
 
 def read_file(path: str, *, secret: bool, limit: int) -> bytearray:
     """Read a whole regular file. ``secret``: refuse symlinks. Raises CredentialsError."""
-    flags = os.O_RDONLY | os.O_CLOEXEC | (os.O_NOFOLLOW if secret else 0)
     try:
-        fd = os.open(path, flags)
+        fd, st = open_regular(path, nofollow=secret)  # a FIFO would block the read
+    except NotRegularFile as exc:
+        raise CredentialsError([f"{path}: {exc}"]) from None
     except OSError as exc:
         if exc.errno == errno.ELOOP and secret:
             raise CredentialsError(
@@ -183,9 +185,6 @@ def read_file(path: str, *, secret: bool, limit: int) -> bytearray:
             ) from None
         raise CredentialsError([f"{path}: cannot open: {exc.strerror}"]) from None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise CredentialsError([f"{path}: not a regular file"])
         _warn_owner_mode(path, st, secret)
         if st.st_size > limit:
             raise CredentialsError([f"{path}: {st.st_size} bytes, more than {limit}"])

@@ -49,10 +49,12 @@ processes (:mod:`quichsd.workers`); 1 (the default) is the single process above.
 * The unix service stays in the main process (its handshakes run there, inline, sharing
   the same anti-replay store). With no worker alive a kernel request also runs there.
 
-Signals: SIGHUP reloads the config and credentials (a bad file keeps the old ones;
-handshakes in flight keep their snapshot; the metrics endpoint, :mod:`quichsd.metrics_http`,
-follows ``metrics.enabled``/``listen``); SIGTERM/SIGINT stop accepting, let handshakes
-in flight finish within the grace period, answer the rest (DONE ETIMEDOUT) and exit 0.
+Signals (:mod:`quichsd.signals`): SIGHUP and SIGUSR1 reload the config and credentials,
+read in a thread (a bad file keeps the old ones; handshakes in flight keep their snapshot;
+the metrics endpoint, :mod:`quichsd.metrics_http`, follows ``metrics.enabled``/``listen``);
+SIGTERM/SIGINT/SIGQUIT stop accepting, let handshakes in flight finish within the grace
+period, answer the rest (DONE ETIMEDOUT) and exit 0; the other signals a process may be
+sent are logged and ignored.
 Where the kernel has no ``handshake`` family the daemon says so once and stays up.
 """
 
@@ -62,12 +64,12 @@ import asyncio
 import contextlib
 import logging
 import resource
-import signal
 
-from . import __version__, metrics, sdnotify
+from . import __version__, metrics, sdnotify, signals
 from . import log as logsetup
-from .config import Settings, load_config
-from .credentials import Credentials, CredentialsError, SessionKeyrings, load_credentials
+from .config import Settings, load_config_lines
+from .credcheck import load_checked
+from .credentials import Credentials, CredentialsError, SessionKeyrings
 from .errors import ConfigError
 from .gnutls import _lib as gnutls
 from .gnutls.features import features
@@ -89,7 +91,15 @@ WORKER_STOP_MARGIN = 1.0
 
 
 class Daemon:
-    def __init__(self, config_path: str, settings: Settings, *, stderr: bool = False) -> None:
+    def __init__(
+        self,
+        config_path: str,
+        settings: Settings,
+        *,
+        stderr: bool = False,
+        lines: dict[str, int] | None = None,
+    ) -> None:
+        """``lines``: of the keys in the config file, for ``PATH:LINE`` credential errors."""
         self.config_path = config_path
         self.settings = settings
         self.stderr = stderr
@@ -99,23 +109,25 @@ class Daemon:
         self.unix: UnixService | None = None
         self.metrics = MetricsEndpoint()
         self._metrics_reloads: set[asyncio.Task[None]] = set()
+        self._reloading: asyncio.Task[None] | None = None
+        self._reload_again = False
         self.keyrings = SessionKeyrings()
-        self.keylog = open_keylog(settings.log.keylog_file)
+        creds, warnings = load_checked(settings, config_path, lines or {})
+        for line in warnings:
+            log.warning("%s", line)
+        try:
+            self.keylog = open_keylog(settings.log.keylog_file)
+        except BaseException:
+            creds.wipe()
+            raise
         # executor None: GnuTLS steps run inline on the loop (see the module docstring)
         self.service = HandshakeService(
-            settings,
-            load_credentials(settings),
-            keyrings=self.keyrings,
-            executor=None,
-            keylog=self.keylog,
+            settings, creds, keyrings=self.keyrings, executor=None, keylog=self.keylog
         )
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
-        loop.add_signal_handler(signal.SIGINT, self.stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        signals.install(loop, self.stopping.set, self.reload)
         self.keyrings.link_session_keyrings(self.settings.keyrings)
         status = await self.start_agent()
         if self.settings.unix_socket.enabled:
@@ -191,21 +203,41 @@ class Daemon:
         return status
 
     def reload(self) -> None:
-        """SIGHUP: new config and credentials, or keep the old ones and say why."""
+        """SIGHUP (and SIGUSR1): new config and credentials, or keep the old ones and say
+        why. The files are read and checked in a thread, so a slow or hostile file never
+        stalls the handshakes on the loop; a signal during a reload runs one more after it."""
+        if self._reloading is not None:
+            self._reload_again = True
+            return
+        self._reloading = asyncio.get_running_loop().create_task(self._reloads())
+
+    async def _reloads(self) -> None:
         try:
-            settings, creds, keylog = self._load()
+            self._reload_again = True
+            while self._reload_again:
+                self._reload_again = False
+                await self._reload_once()
+        finally:
+            self._reloading = None
+
+    async def _reload_once(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            settings, creds, keylog, warnings = await loop.run_in_executor(None, self._load)
         except (ConfigError, CredentialsError) as e:
             for line in e.errors:
                 log.error("reload refused: %s", line)
             metrics.CONFIG_RELOADS.inc("refused")
             return
+        for line in warnings:
+            log.warning("%s", line)
         self._apply(settings, creds, keylog)
         if self.pool is not None:
             self.pool.reload()
         metrics.CONFIG_RELOADS.inc("ok")
         log.info("configuration reloaded from %s", self.config_path)
         self._warn_keylog()
-        task = asyncio.get_running_loop().create_task(self._reload_metrics())
+        task = loop.create_task(self._reload_metrics())
         self._metrics_reloads.add(task)  # moves the endpoint if metrics.listen changed
         task.add_done_callback(self._metrics_reloads.discard)
         sdnotify.notify("READY=1\nSTATUS=configuration reloaded")
@@ -217,20 +249,23 @@ class Daemon:
 
     def reload_worker(self) -> str:
         """SIGHUP in a worker or the fork server: the same, quietly; raises if refused."""
-        # ConfigError/CredentialsError name what is wrong
-        self._apply(*self._load())
+        settings, creds, keylog, _ = self._load()  # ConfigError/CredentialsError say what
+        self._apply(settings, creds, keylog)
         return f"configuration reloaded from {self.config_path}"
 
     def _warn_keylog(self) -> None:
         if self.keylog is not None:
             log.warning("%s", keylog_warning(self.keylog.path))
 
-    def _load(self) -> tuple[Settings, Credentials, KeyLogFile | None]:
-        settings = load_config(self.config_path, available_groups=features().groups)
-        creds = load_credentials(settings)
+    def _load(self) -> tuple[Settings, Credentials, KeyLogFile | None, list[str]]:
+        """The new config, its credentials (checked) and key log file, and the warnings;
+        raises ConfigError/CredentialsError (nothing loaded is kept)."""
+        groups = features().groups
+        settings, lines = load_config_lines(self.config_path, available_groups=groups)
+        creds, warnings = load_checked(settings, self.config_path, lines)
         try:
-            return settings, creds, open_keylog(settings.log.keylog_file)
-        except CredentialsError:
+            return settings, creds, open_keylog(settings.log.keylog_file), warnings
+        except BaseException:
             creds.wipe()
             raise
 
@@ -264,10 +299,17 @@ def raise_fd_limit() -> None:
     log.debug("open-file limit raised from %d to %d", soft, hard)
 
 
-def serve(config_path: str, settings: Settings, *, stderr: bool = False) -> int:
+def serve(
+    config_path: str,
+    settings: Settings,
+    *,
+    stderr: bool = False,
+    lines: dict[str, int] | None = None,
+) -> int:
+    signals.ignore_all()  # no signal kills us before the loop's handlers are in place
     raise_fd_limit()  # before the fork server, so workers inherit it
     try:
-        daemon = Daemon(config_path, settings, stderr=stderr)
+        daemon = Daemon(config_path, settings, stderr=stderr, lines=lines)
     except CredentialsError as e:
         for line in e.errors:
             log.error("%s", line)

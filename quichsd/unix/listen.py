@@ -3,7 +3,10 @@
 Bind rules: the parent directory is created 0750 if missing; an existing parent must be a
 real directory (not a symlink) owned by us or root and not writable by group or others.
 An existing path is replaced only if it is a socket nobody answers on (stale); a live
-socket means another daemon is running. The socket file is made 0660.
+socket means another daemon is running. The probe connect is non-blocking, so a live
+listener with a full backlog is reported at once instead of hanging start-up (an AF_UNIX
+connect never goes in progress: it succeeds, is refused or finds the backlog full at once).
+The socket file is made 0660.
 """
 
 from __future__ import annotations
@@ -65,9 +68,15 @@ def _remove_stale(path: str) -> None:
         return
     if not stat.S_ISSOCK(st.st_mode):
         raise ListenError(f"{path}: exists and is not a socket")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    # non-blocking: a connect to a live listener whose backlog is full would wait (for
+    # ever, if it never accepts) before the daemon is READY; EAGAIN means it is live
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_NONBLOCK)
     try:
         probe.connect(path)
+    except BlockingIOError:
+        raise ListenError(
+            f"{path}: another process is listening on it (its connection backlog is full)"
+        ) from None
     except OSError as e:
         if e.errno not in (errno.ECONNREFUSED, errno.ENOENT):
             raise ListenError(f"{path}: cannot check the existing socket: {e.strerror}") from None

@@ -71,7 +71,9 @@ def make_pool(
         return asyncio.run(worker.run())
 
     main: WorkerMain = worker_main
-    return WorkerPool(count, main, store=store, fallback=service.handle, reload=reload)
+    return WorkerPool(
+        count, main, store=store, fallback=service.handle, reload=reload, deadline=service.timeout
+    )
 
 
 def _own_session_keyring(keyrings: SessionKeyrings, names: tuple[str, ...]) -> None:

@@ -4,9 +4,9 @@ socketpair, an accepted fd riding along with a job (SCM_RIGHTS).
 Pickle is safe here: both ends are the same program, forked from one process, and the
 socketpair is never reachable by anything else.
 
-main -> worker: ``("job", id, AcceptRequest)`` + 1 fd; ``("stats",)``.
+main -> worker: ``("job", id, AcceptRequest)`` + 1 fd; ``("stats",)``; ``("ping", n)``.
 worker -> main: ``("hello", pid)``; ``("done", id, status, remote_auth, reason, answered)``;
-``("reloaded", ok, detail)``; ``("stats", pid, open_fds, in_flight)``.
+``("reloaded", ok, detail)``; ``("stats", pid, open_fds, in_flight)``; ``("pong", n)``.
 """
 
 from __future__ import annotations

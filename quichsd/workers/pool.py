@@ -9,6 +9,18 @@ agent answers DONE from the main process with that fd. (A worker that sent DONE 
 before reporting gets a second DONE from the main process; the kernel refuses it, the
 consumer never sees it.) A dead worker is replaced by a new one from the fork server.
 With no worker alive the handshake runs in the main process (``fallback``).
+
+No request waits on a worker for ever. Each hand-over is bounded by the request's own
+deadline (``deadline(request)``, the handshake timeout) plus ``margin``: a worker that has
+not reported by then (hung in a call, SIGSTOPped, its channel full) is SIGKILLed (which
+also closes its copy of the fd, so the kernel socket is not kept alive by it) and the
+main process answers DONE ETIMEDOUT itself with its fd; the worker's other jobs get EIO,
+and a replacement is started. Between jobs a heartbeat (``("ping", n)`` every
+``heartbeat`` seconds) finds a worker that stopped answering even while idle: no pong
+within ``unresponsive_after`` seconds and it is killed and replaced the same way; no new
+job is handed to a worker whose ping is overdue while another one answers. The fork
+server itself is watched, reaped and restarted (:mod:`.forkserver`), and the workers it
+took with it are started again.
 """
 
 from __future__ import annotations
@@ -27,12 +39,18 @@ from typing import Any
 
 from ..netlink import AcceptRequest, Handler, HandshakeOutcome
 from . import channel, zygote
+from .forkserver import ForkServer
 from .replay import ReplayStore, serve_replay_query
 
 log = logging.getLogger("quichsd.workers")
 
 SPAWN_TIMEOUT = 10.0
 RESPAWN_BACKOFF_MAX = 5.0
+#: a worker must answer a job this long after the request's own deadline
+ANSWER_MARGIN = 2.0
+HEARTBEAT = 1.0
+UNRESPONSIVE_AFTER = 5.0
+DEFAULT_DEADLINE = 10.0
 
 
 @dataclass(eq=False)
@@ -46,6 +64,7 @@ class WorkerHandle:
     served: int = 0
     reloads: list[tuple[bool, str]] = field(default_factory=list)
     stats: asyncio.Future[tuple[int, int]] | None = None
+    ping_sent: float | None = None  # loop time of the ping not answered yet
 
 
 class WorkerPool:
@@ -57,7 +76,12 @@ class WorkerPool:
         store: ReplayStore,
         fallback: Handler,
         reload: Callable[[], object] | None = None,
+        deadline: Callable[[AcceptRequest], float] = lambda _r: DEFAULT_DEADLINE,
+        margin: float = ANSWER_MARGIN,
+        heartbeat: float = HEARTBEAT,
+        unresponsive_after: float = UNRESPONSIVE_AFTER,
     ) -> None:
+        """``deadline(request)``: the handshake's own timeout in seconds (see above)."""
         if count < 1:
             raise ValueError(f"worker count must be >= 1, got {count}")
         self.count = count
@@ -65,7 +89,12 @@ class WorkerPool:
         self._worker_main = worker_main
         self._fallback = fallback
         self._reload = reload
-        self._zygote: tuple[int, socket.socket] | None = None
+        self._deadline = deadline
+        self._margin = margin
+        self._heartbeat = heartbeat
+        self._unresponsive_after = unresponsive_after
+        self._beat: asyncio.Task[None] | None = None
+        self.fork_server = ForkServer(worker_main, reload, on_restart=self._top_up)
         self.workers: list[WorkerHandle] = []
         self._ids = itertools.count(1)
         self._rr = 0
@@ -78,11 +107,12 @@ class WorkerPool:
     # --- life cycle -------------------------------------------------------------------
     def start_fork_server(self) -> None:
         """Fork the fork server; call before the event loop starts (see zygote.py)."""
-        if self._zygote is None:
-            self._zygote = zygote.start(self._worker_main, self._reload)
+        self.fork_server.start()
 
     async def start(self) -> None:
         self.start_fork_server()
+        self.fork_server.watch()
+        self._beat = asyncio.create_task(self._heartbeats(), name="worker-heartbeat")
         results = await asyncio.gather(
             *(self._spawn() for _ in range(self.count)), return_exceptions=True
         )
@@ -97,8 +127,6 @@ class WorkerPool:
         return [w for w in self.workers if w.ready is not None and w.ready.done()]
 
     async def _spawn(self) -> WorkerHandle:
-        if self._zygote is None:
-            raise RuntimeError("the fork server is not running")
         if self._spawn_lock is None:
             self._spawn_lock = asyncio.Lock()
         loop = asyncio.get_running_loop()
@@ -106,7 +134,7 @@ class WorkerPool:
         rmine, rtheirs = channel.pair()
         try:
             async with self._spawn_lock:
-                pid = await zygote.spawn(self._zygote[1], theirs, rtheirs)
+                pid = await self.fork_server.spawn(theirs, rtheirs)
         except BaseException:
             for s in (mine, rmine):
                 s.close()
@@ -132,17 +160,16 @@ class WorkerPool:
 
     def reload(self) -> None:
         """Forward SIGHUP to the fork server and every worker (each reloads itself)."""
-        pids = ([self._zygote[0]] if self._zygote else []) + [w.pid for w in self.workers]
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGHUP)
-            except ProcessLookupError:
-                pass
+        self.fork_server.reload()
+        for w in self.workers:
+            self._kill(w.pid, signal.SIGHUP)
 
     async def stop(self, timeout: float) -> None:
         """SIGTERM the workers (they drain within their grace), wait for them to go, then
         stop the fork server."""
         self._stopping = True
+        if self._beat is not None:
+            self._beat.cancel()
         for task in self._respawns:
             task.cancel()
         for w in list(self.workers):
@@ -160,11 +187,7 @@ class WorkerPool:
                     log.warning("worker %d did not stop in time: killed", w.pid)
                     self._kill(w.pid, signal.SIGKILL)
                     self._lost(w)
-        if self._zygote is not None:
-            pid, ctl = self._zygote
-            self._zygote = None
-            ctl.close()
-            await asyncio.get_running_loop().run_in_executor(None, _reap, pid)
+        await self.fork_server.stop()
 
     @staticmethod
     def _kill(pid: int, sig: int) -> None:
@@ -178,6 +201,9 @@ class WorkerPool:
         alive = self.alive()
         if not alive:
             return None
+        overdue = asyncio.get_running_loop().time() - self._heartbeat
+        answering = [w for w in alive if w.ping_sent is None or w.ping_sent > overdue]
+        alive = answering or alive
         self._rr += 1
         n = len(alive)
         return min((alive[(self._rr + i) % n] for i in range(n)), key=lambda w: len(w.jobs))
@@ -190,20 +216,30 @@ class WorkerPool:
             log.log(level, "no worker process ready: handshake runs in the main process")
             return await self._fallback(request, sock)
         jid = next(self._ids)
+        limit = self._deadline(request) + self._margin
         fut: asyncio.Future[HandshakeOutcome] = asyncio.get_running_loop().create_future()
         w.jobs[jid] = fut
         try:
-            await channel.send(w.chan, ("job", jid, request), [sock.fileno()])
-        except OSError as exc:
-            del w.jobs[jid]
-            log.warning("worker %d: hand-over failed (%s): running in the main process", w.pid, exc)
-            self._lost(w)
-            return await self._fallback(request, sock)
-        sock.close()  # the worker has its own copy; the agent keeps request.sockfd
-        try:
-            return await fut
+            async with asyncio.timeout(limit):
+                try:
+                    await channel.send(w.chan, ("job", jid, request), [sock.fileno()])
+                except OSError as exc:
+                    failed: OSError | None = exc
+                else:
+                    failed = None
+                    sock.close()  # the worker has its own copy; the agent keeps request.sockfd
+                    return await asyncio.shield(fut)  # the timeout must not cancel fut
+        except TimeoutError:
+            if fut.done():  # answered (or lost) as the time ran out
+                return fut.result()
+            why = f"did not answer within {limit:.1f} s (the request's deadline + {self._margin} s)"
+            self._unresponsive(w, why)
+            return HandshakeOutcome(errno.ETIMEDOUT, (), f"worker process {w.pid} {why}")
         finally:
             w.jobs.pop(jid, None)
+        log.warning("worker %d: hand-over failed (%s): running in the main process", w.pid, failed)
+        self._lost(w)
+        return await self._fallback(request, sock)
 
     def _on_channel(self, w: WorkerHandle) -> None:
         while True:
@@ -239,6 +275,8 @@ class WorkerPool:
                 log.info("worker %d: %s", w.pid, message[2])
             else:
                 log.error("worker %d kept its old configuration: %s", w.pid, message[2])
+        elif kind == "pong":
+            w.ping_sent = None
         elif kind == "stats":
             if w.stats is not None and not w.stats.done():
                 w.stats.set_result((int(message[2]), int(message[3])))
@@ -249,7 +287,40 @@ class WorkerPool:
         if not serve_replay_query(w.replay, self.store):
             asyncio.get_running_loop().remove_reader(w.replay.fileno())
 
-    def _lost(self, w: WorkerHandle) -> None:
+    def _unresponsive(self, w: WorkerHandle, why: str) -> None:
+        """Kill a worker that stopped answering (SIGKILL works on a stopped process too;
+        its fds close with it) and replace it; the caller answers the request."""
+        log.error("worker %d %s: killed, starting a new one", w.pid, why)
+        self._kill(w.pid, signal.SIGKILL)
+        self._lost(w, f"worker process {w.pid} stopped answering and was killed")
+
+    async def _heartbeats(self) -> None:
+        loop = asyncio.get_running_loop()
+        seq = 0
+        while not self._stopping:
+            await asyncio.sleep(self._heartbeat)
+            now = loop.time()
+            for w in self.alive():
+                if w.ping_sent is not None:
+                    if now - w.ping_sent > self._unresponsive_after:
+                        self._unresponsive(w, f"answered no ping for {self._unresponsive_after} s")
+                    continue
+                seq += 1
+                w.ping_sent = now
+                try:  # never waits: a worker that does not read its channel gets no ping
+                    socket.send_fds(w.chan, [channel.encode(("ping", seq))], [])
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    self._lost(w)
+
+    def _top_up(self) -> None:
+        """After a fork server restart: start the workers the pool is short of."""
+        missing = self.count - len(self.workers) - len(self._respawns)
+        for _ in range(max(missing, 0)):
+            self._schedule_respawn()
+
+    def _lost(self, w: WorkerHandle, why: str | None = None) -> None:
         """A worker's channel closed: answer what it held, replace it unless stopping."""
         if w.gone.is_set():
             return
@@ -266,12 +337,13 @@ class WorkerPool:
             w.ready.exception()  # retrieved here; _spawn reports it
         for fut in w.jobs.values():
             if not fut.done():
-                reason = f"worker process {w.pid} exited mid-handshake"
+                reason = why or f"worker process {w.pid} exited mid-handshake"
                 fut.set_result(HandshakeOutcome(errno.EIO, (), reason))
         w.jobs.clear()
         if self._stopping or not was_ready:  # a failed start is retried by its caller
             return
-        log.warning("worker %d exited: starting a new one", w.pid)
+        if why is None:
+            log.warning("worker %d exited: starting a new one", w.pid)
         self._schedule_respawn()
 
     def _schedule_respawn(self) -> None:
@@ -301,10 +373,3 @@ class WorkerPool:
         await channel.send(w.chan, ("stats",))
         async with asyncio.timeout(5):
             return await w.stats
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass

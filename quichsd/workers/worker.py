@@ -18,10 +18,10 @@ import dataclasses
 import errno
 import logging
 import os
-import signal
 import socket
 from collections.abc import Callable
 
+from .. import signals
 from ..netlink import Handler, NetlinkTransport
 from ..netlink.agent import format_peer, run_handler, send_done
 from ..netlink.codec import AcceptRequest
@@ -53,14 +53,13 @@ class Worker:
         self._reload = reload
         self._grace = grace
         self._jobs: set[asyncio.Task[None]] = set()
+        self._reports: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._chan_open = True
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        signals.install(loop, self._stopping.set, self._on_sighup, f"worker {os.getpid()}: ")
         try:
             await self._transport.open()
         except Exception as exc:
@@ -107,7 +106,9 @@ class Worker:
             return
         for fd in fds:
             os.close(fd)
-        if kind == "stats":
+        if kind == "ping":  # the main process's heartbeat
+            self._spawn_report(("pong", message[1]))
+        elif kind == "stats":
             self._spawn_report(("stats", os.getpid(), open_fds(), len(self._jobs)))
         else:
             log.error("worker %d: unexpected message %r", os.getpid(), kind)
@@ -138,8 +139,8 @@ class Worker:
 
     def _spawn_report(self, message: tuple[object, ...]) -> None:
         task = asyncio.create_task(self._report(message))
-        self._jobs.add(task)
-        task.add_done_callback(self._jobs.discard)
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
 
     def _on_sighup(self) -> None:
         if self._reload is None:

@@ -12,6 +12,15 @@ Life cycle: it asks for SIGTERM when the main process dies (PR_SET_PDEATHSIG) an
 when its control socket reaches EOF; each worker asks for SIGTERM when the fork server
 dies, so nothing outlives the daemon, and a worker told to stop still answers what it
 holds. SIGHUP makes it reload (so later workers start with the current config).
+
+A fork server that dies (killed, crashed) is reaped by the main process and started
+again (:meth:`quichsd.workers.pool.WorkerPool`), necessarily from the running main
+process. Its child then gets rid of what the main process opened since the first fork
+server was started (accepted handshake sockets, netlink and unix sockets, worker
+channels, the event loop's fds): every fd that is not one of those open at that first
+fork (:func:`fd_snapshot`, same inode) is pointed at ``/dev/null`` (``dup2``), so no
+kernel socket is kept alive by it, and the fd numbers stay taken: a cached number (a
+library's socket, a Python object of the parent's) can never reach a new file.
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ import socket
 import struct
 from collections.abc import Callable
 from types import FrameType
+
+from .. import signals
 
 log = logging.getLogger("quichsd.workers")
 
@@ -52,8 +63,9 @@ def reset_after_fork() -> None:
     parent runs a loop, e.g. under a test runner)."""
     with contextlib.suppress(ValueError):
         signal.set_wakeup_fd(-1)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+    for sig in (*signals.STOP, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
+    signals.ignore_all()  # until the worker's loop handles them (quichsd.signals)
     asyncio._set_running_loop(None)
     asyncio.set_event_loop(None)
 
@@ -75,7 +87,8 @@ def _reap(_sig: int, _frame: FrameType | None) -> None:
 def serve(ctl: socket.socket, worker_main: WorkerMain, reload: Callable[[], object] | None) -> int:
     """The fork server's loop (in its own process)."""
     signal.signal(signal.SIGCHLD, _reap)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when we stop
+    for sig in (signal.SIGINT, signal.SIGQUIT):  # the main process decides when we stop
+        signal.signal(sig, signal.SIG_IGN)
 
     def on_hup(_sig: int, _frame: FrameType | None) -> None:
         if reload is not None:
@@ -117,10 +130,38 @@ def serve(ctl: socket.socket, worker_main: WorkerMain, reload: Callable[[], obje
         ctl.send(_PID.pack(pid))
 
 
+#: fd -> (st_dev, st_ino) of the fds open in a process
+FdSnapshot = dict[int, tuple[int, int]]
+
+
+def fd_snapshot() -> FdSnapshot:
+    out: FdSnapshot = {}
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            st = os.fstat(int(name))
+            out[int(name)] = (st.st_dev, st.st_ino)
+    return out
+
+
+def _forget_fds(keep: FdSnapshot, own: int) -> None:
+    """In a fork server forked from the running main process: every fd but ``own`` and
+    those of ``keep`` (same inode) now names /dev/null (see the module docstring)."""
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    for fd, ident in fd_snapshot().items():
+        if fd in (own, null) or keep.get(fd) == ident:
+            continue
+        with contextlib.suppress(OSError):
+            os.dup2(null, fd, inheritable=False)
+    os.close(null)
+
+
 def start(
-    worker_main: WorkerMain, reload: Callable[[], object] | None
+    worker_main: WorkerMain,
+    reload: Callable[[], object] | None,
+    keep: FdSnapshot | None = None,
 ) -> tuple[int, socket.socket]:
-    """Fork the fork server; returns its pid and the main process's control socket."""
+    """Fork the fork server; returns its pid and the main process's control socket.
+    ``keep``: a restart from the running main process keeps only these fds."""
     main_end, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     parent = os.getpid()
     pid = os.fork()
@@ -128,6 +169,8 @@ def start(
         code = 1
         try:
             main_end.close()
+            if keep is not None:
+                _forget_fds(keep, server_end.fileno())
             reset_after_fork()
             set_parent_death_signal(signal.SIGTERM, parent)
             code = serve(server_end, worker_main, reload)

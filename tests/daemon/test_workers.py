@@ -12,10 +12,11 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from netlink.test_nlagent import FakeKernel, done_sent, fd_count, psk_reply, until
+from netlink.test_nlagent import READY, FakeKernel, done_sent, fd_count, psk_reply, until
 from workers_helpers import RecordingTransport, Records
 
 from quichsd.netlink import AcceptRequest, HandshakeAgent, HandshakeOutcome
@@ -40,7 +41,9 @@ def make_pool(
     anti: SharedAntiReplay | None = None,
     shared: bool = True,
     store: ReplayStore | None = None,
+    **timing: float,
 ) -> WorkerPool:
+    """``timing``: WorkerPool's margin, heartbeat, unresponsive_after."""
     store = ReplayStore() if store is None else store
 
     def worker_main(chan: socket.socket, replay: socket.socket) -> int:
@@ -49,7 +52,15 @@ def make_pool(
         transport = RecordingTransport(records.theirs)
         return asyncio.run(Worker(chan, handler, transport, reload=reload, grace=1.0).run())
 
-    return WorkerPool(2, worker_main, store=store, fallback=no_fallback, reload=reload)
+    return WorkerPool(
+        2,
+        worker_main,
+        store=store,
+        fallback=no_fallback,
+        reload=reload,
+        deadline=lambda r: (r.timeout_ms or 10_000) / 1000,
+        **timing,  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture
@@ -272,3 +283,166 @@ async def test_replayed_client_hello_to_other_worker_gets_no_early_data(
     else:
         assert early2 == "True"  # control: with a store per worker the replay gets in
         assert len(store) == 0
+
+
+# --- issue 11 item 7: hung and stopped workers, a killed fork server -------------------------
+
+HANG_ID = 0x4A4E4721  # a request carrying this peer identity blocks its worker
+
+
+async def hang_or_ok(request: AcceptRequest, sock: socket.socket) -> HandshakeOutcome:
+    """Blocks the worker's whole event loop (as a call stuck in C would) for HANG_ID;
+    answers OK at once for anything else."""
+    if HANG_ID in request.peer_identities:
+        time.sleep(60)
+    return HandshakeOutcome(0, request.peer_identities, f"pid {os.getpid()}")
+
+
+def process_gone(pid: int) -> bool:
+    """No process and no zombie left with this pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] == "X"
+    except FileNotFoundError:
+        return True
+
+
+def zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] == "Z"
+    except FileNotFoundError:
+        return False
+
+
+def socket_inodes(pid: int) -> set[int]:
+    out = set()
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            out.add(int(target[8:-1]))
+    return out
+
+
+async def served_by_worker(kernel: FakeKernel, records: Records, pool: WorkerPool) -> None:
+    """Canary: one more request, answered by a live worker process (its own DONE, 0)."""
+    fd, port, ino = bound_udp()
+    before = len(records.poll())
+    kernel.pending.append(lambda seq: psk_reply(fd, seq, (PSK_ID,)))
+    kernel.mcast.put_nowait([READY])
+    await until(lambda: len(records.poll()) == before + 1, timeout=10)
+    rec = records.poll()[-1]
+    assert rec.ino == ino and rec.message == done_sent(rec.seq, 0, rec.sockfd, (PSK_ID,))
+    assert rec.pid in {w.pid for w in pool.alive()}
+    await until(lambda: port_free(port))
+
+
+async def test_issue_11_item_7_hung_worker_answered_by_main_at_deadline_and_replaced(
+    records: Records,
+) -> None:
+    """issue 11 item 7: a worker that never answers (its loop blocked): the main process
+    answers DONE ETIMEDOUT itself by the request's deadline plus the margin, the worker is
+    killed (its copy of the fd goes with it) and replaced, and the pool keeps serving."""
+    pool = make_pool(hang_or_ok, records, margin=0.5)
+    pool.start_fork_server()
+    kernel = FakeKernel()
+    agent = HandshakeAgent(kernel, pool.handle, quic_protocol=UDP)
+    fd, port, _ = bound_udp()
+    try:
+        await pool.start()
+        first = {w.pid for w in pool.alive()}
+        kernel.pending = [lambda seq: psk_reply(fd, seq, (HANG_ID,), timeout_ms=300)]
+        t0 = time.monotonic()
+        await agent.start()
+        await until(lambda: len(kernel.dones()) == 1, timeout=10)
+        elapsed = time.monotonic() - t0
+        assert 0.8 <= elapsed < 2.0, elapsed  # deadline 0.3 s + margin 0.5 s
+        done = kernel.dones()[0]
+        assert done == done_sent(kernel.seq_of(done), errno.ETIMEDOUT, fd)  # from main
+        (victim,) = first - {w.pid for w in pool.alive()}
+        await until(lambda: process_gone(victim), timeout=5)
+        await until(lambda: port_free(port), timeout=5)  # no process holds the socket now
+        await until(lambda: len(pool.alive()) == 2, timeout=10)
+        await served_by_worker(kernel, records, pool)
+    finally:
+        await agent.stop(timeout=2)
+        await pool.stop(timeout=2)
+
+
+async def test_issue_11_item_7_sigstopped_worker_is_killed_replaced_and_its_job_answered(
+    records: Records,
+) -> None:
+    """issue 11 item 7: a worker SIGSTOPped with a job in hand misses its heartbeat: it is
+    killed and replaced, and the job is answered from the main process (EIO) well before
+    the request's 10 s deadline; new requests go to the live workers."""
+    pool = make_pool(slow_ok, records, heartbeat=0.1, unresponsive_after=0.6)
+    pool.start_fork_server()
+    kernel = FakeKernel()
+    agent = HandshakeAgent(kernel, pool.handle, quic_protocol=UDP)
+    fd, port, _ = bound_udp()
+    victim = 0
+    try:
+        await pool.start()
+        kernel.pending = [lambda seq: psk_reply(fd, seq, (PSK_ID,))]
+        await agent.start()
+        await until(lambda: any(w.jobs for w in pool.alive()))
+        (victim,) = [w.pid for w in pool.alive() if w.jobs]
+        os.kill(victim, signal.SIGSTOP)
+        t0 = time.monotonic()
+        await until(lambda: len(kernel.dones()) == 1, timeout=5)
+        assert time.monotonic() - t0 < 2.0
+        done = kernel.dones()[0]
+        assert done == done_sent(kernel.seq_of(done), errno.EIO, fd)
+        await until(lambda: process_gone(victim), timeout=5)
+        await until(lambda: port_free(port), timeout=5)
+        await until(lambda: len(pool.alive()) == 2, timeout=10)
+        assert victim not in {w.pid for w in pool.alive()}
+        await served_by_worker(kernel, records, pool)
+    finally:
+        if victim and not process_gone(victim):
+            os.kill(victim, signal.SIGKILL)
+        await agent.stop(timeout=2)
+        await pool.stop(timeout=2)
+    assert records.poll()[0].pid != victim  # the stopped worker sent no DONE
+
+
+async def test_issue_11_item_7_killed_fork_server_reaped_restarted_pool_restored(
+    records: Records,
+) -> None:
+    """issue 11 item 7: SIGKILL the fork server: it is reaped (no zombie), a new one is
+    started holding none of the main process's sockets opened since (an accepted fd in
+    flight would otherwise be kept alive by it), and the workers are started again."""
+    pool = make_pool(slow_ok, records)
+    pool.start_fork_server()
+    kernel = FakeKernel()
+    agent = HandshakeAgent(kernel, pool.handle, quic_protocol=UDP)
+    try:
+        await pool.start()
+        await agent.start()
+        old_workers = {w.pid for w in pool.alive()}
+        old = pool.fork_server.pid
+        assert old is not None
+        held = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # opened after the first fork
+        held_ino = os.fstat(held.fileno()).st_ino
+        os.kill(old, signal.SIGKILL)
+        await until(lambda: process_gone(old), timeout=5)
+        await until(lambda: pool.fork_server.pid not in (None, old), timeout=5)
+        new = pool.fork_server.pid
+        assert new is not None
+        await until(
+            lambda: len(pool.alive()) == 2 and not old_workers & {w.pid for w in pool.alive()},
+            timeout=15,
+        )
+        for pid in (new, *(w.pid for w in pool.alive())):
+            assert held_ino not in socket_inodes(pid)
+        for pid in old_workers:  # they stopped with their fork server (reaped by init)
+            await until(lambda pid=pid: process_gone(pid) or zombie(pid), timeout=5)
+        await served_by_worker(kernel, records, pool)
+        held.close()
+    finally:
+        await agent.stop(timeout=2)
+        await pool.stop(timeout=2)
+    assert pool.fork_server.pid is None and process_gone(new)  # reaped at stop too

@@ -70,8 +70,10 @@ def done_sent(seq: int, status: int, fd: int, remote: tuple[int, ...] = ()) -> b
     return struct.pack("=IHHIIBBH", 20 + len(attrs), FAMILY, 0x05, seq, PID, 3, 1, 0) + attrs
 
 
-def psk_reply(fd: int, seq: int, peer_ids: tuple[int, ...] = (0x1BDD3D81,)) -> bytes:
-    attrs = s32(1, fd) + u32(3, 1) + u32(4, 10000) + u32(5, 2)
+def psk_reply(
+    fd: int, seq: int, peer_ids: tuple[int, ...] = (0x1BDD3D81,), timeout_ms: int = 10000
+) -> bytes:
+    attrs = s32(1, fd) + u32(3, 1) + u32(4, timeout_ms) + u32(5, 2)
     attrs += b"".join(u32(6, p) for p in peer_ids)
     return nlmsg(2, attrs, seq=seq, pid=PID)
 

@@ -378,7 +378,7 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_directory(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(str(tmp_path))
-    assert info.value.errors == [f"{tmp_path}: cannot read: Is a directory"]
+    assert info.value.errors == [f"{tmp_path}: cannot read: a directory, not a regular file"]
 
 
 def test_invalid_utf8_names_line(tmp_path: Path) -> None:

@@ -178,7 +178,7 @@ def test_not_a_regular_file(tmp_path: Path, files: dict[str, str]) -> None:
     files["truststore"] = str(tmp_path)
     with pytest.raises(CredentialsError) as info:
         load_credentials(_settings(client=files))
-    assert info.value.errors == [f"{tmp_path}: not a regular file"]
+    assert info.value.errors == [f"{tmp_path}: a directory, not a regular file"]
 
 
 def test_key_in_certificate_slot(tmp_path: Path, files: dict[str, str], pki: Pki) -> None:
