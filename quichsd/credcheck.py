@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-from cryptography import x509
-
 from .config import Settings, X509Paths
 from .credentials import (
     CertChain,
@@ -33,6 +31,7 @@ from .credentials import (
     load_credentials,
 )
 from .errors import GnuTLSError, LocalError
+from .gnutls.x509 import certificate_dates
 from .service import build_certificate_credentials
 
 #: GNUTLS_E_CERTIFICATE_KEY_MISMATCH
@@ -105,17 +104,14 @@ def _explain(
 def validity_warnings(role: Role, chain: CertChain, now: dt.datetime) -> list[str]:
     """One line per certificate of ``chain`` that is expired or not yet valid at ``now``."""
     try:
-        if chain.format is Format.DER:
-            certs = [x509.load_der_x509_certificate(chain.data)]
-        else:
-            certs = x509.load_pem_x509_certificates(chain.data)
-    except ValueError as exc:  # GnuTLS took it; say why we could not read the dates
+        certs = certificate_dates(chain.data, der=chain.format is Format.DER)
+    except GnuTLSError as exc:  # it loaded as a key pair; say why the dates were not read
         return [f"{chain.source}: warning: {role} certificate: validity not checked: {exc}"]
     out = []
     for i, cert in enumerate(certs):
         what = f"{role} certificate" if i == 0 else f"{role} chain certificate {i + 1}"
-        subject = cert.subject.rfc4514_string() or "an empty subject"
-        before, after = cert.not_valid_before_utc, cert.not_valid_after_utc
+        subject = cert.subject or "an empty subject"
+        before, after = cert.not_before, cert.not_after
         if now > after:
             out.append(f"{chain.source}: warning: {what} ({subject}) expired on {_iso(after)}")
         elif now < before:

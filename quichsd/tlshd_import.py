@@ -6,7 +6,7 @@ tlshd (oracle/ktls-utils) reads a GLib key file, ``/etc/tlshd/config`` or the ol
 
 =====================================  ===============================================
 ``[debug] loglevel``                   ``log.level: debug`` when > 0
-``[debug] tls``                        ``log.gnutls_level`` (0-9)
+``[debug] tls``                        ``log.gnutls_level`` (0-8)
 ``[debug] nl``, ``delay_done``         no equivalent (reported)
 ``[authenticate] keyrings``            ``keyrings`` (names or serials; ``.nvme``, ``.nfs``,
                                        ``.nfsd`` are always linked by both, so dropped)
@@ -28,6 +28,8 @@ import re
 from dataclasses import dataclass, field
 
 import yaml
+
+from .config import GNUTLS_KEY_LEVEL
 
 #: where tlshd looks when started without -c, in its order (the first one found is used)
 TLSHD_CONFIG_PATHS = ("/etc/tlshd.conf", "/etc/tlshd/config")
@@ -51,7 +53,8 @@ _NO_EQUIVALENT = {
         for what in ("certificate", "private_key")
     },
 }
-MAX_GNUTLS_LEVEL = 9
+#: level 9 logs TLS record keys; quichsd allows it only with log.keylog_file on
+MAX_GNUTLS_LEVEL = GNUTLS_KEY_LEVEL - 1
 
 
 class KeyFileError(ValueError):
@@ -151,7 +154,12 @@ def convert(text: str, path: str) -> Conversion:
             elif level > 0:
                 clamped = min(level, MAX_GNUTLS_LEVEL)
                 if clamped != level:
-                    note(e, f"GnuTLS debug level {level} capped at {MAX_GNUTLS_LEVEL}")
+                    note(
+                        e,
+                        f"GnuTLS debug level {level} capped at {MAX_GNUTLS_LEVEL} (level "
+                        f"{GNUTLS_KEY_LEVEL} logs TLS record keys: quichsd allows it only "
+                        "with log.keylog_file set)",
+                    )
                 doc.setdefault("log", {})["gnutls_level"] = clamped  # type: ignore[index]
         elif group == "authenticate" and key == "keyrings":
             rings = [r for r in _split_list(e.value) if r not in _ALWAYS]
