@@ -85,6 +85,25 @@ async def test_serve_accepts_gtlsclient_then_resumes_with_0rtt(
     assert lines[1]["early_data"] is True
 
 
+async def test_serve_reports_no_early_data_when_the_client_sent_none(
+    pki_dir: Path, tmp_path: Path
+) -> None:
+    """gtlsclient --disable-early-data resumes and still offers early data in its
+    ClientHello (GnuTLS accepts the offer) but sends no 0-RTT packet: our server reports
+    early_data false, and -v says why."""
+    srv = await Serve.start(pki_dir, 2, "-v")
+    sess = ["--session-file=" + str(tmp_path / "s.pem"), "--tp-file=" + str(tmp_path / "tp.bin")]
+    await gtlsclient(srv.port, tmp_path, *sess)
+    second = await gtlsclient(srv.port, tmp_path, *sess, "--disable-early-data")
+    assert srv.proc.stderr is not None
+    out, err = await asyncio.wait_for(srv.proc.communicate(), 30)
+    lines = [json.loads(x) for x in out.decode().splitlines() if x.startswith("{")]
+    assert "QUIC handshake has completed" in second and "type=0RTT" not in second
+    assert srv.proc.returncode == 0 and lines[1]["resumed"] is True, lines
+    assert lines[1]["early_data"] is False, lines
+    assert "early data: offered, accepted; 0 0-RTT packet(s) received" in err.decode()
+
+
 async def test_serve_sends_hello_retry_request_to_gtlsclient(pki_dir: Path, tmp_path: Path) -> None:
     """We accept only P-384; gtlsclient's first ClientHello carries an X25519 key share, so
     our server answers with a HelloRetryRequest and completes on the second ClientHello."""
