@@ -86,6 +86,8 @@ def parse_groups(text: str | None) -> tuple[str, ...]:
     out = []
     for raw in text.split(","):
         name = raw.strip().upper()
+        if not name:
+            continue
         if name not in GROUPS:
             raise UsageError(f"unknown group {raw.strip()!r} (expected {', '.join(GROUPS)})")
         if name not in have:
@@ -368,7 +370,11 @@ def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="quichsd-probe", description=DESCRIPTION)
     p.add_argument("--version", action="version", version=_version(), help="print the version")
     sub = p.add_subparsers(
-        dest="cmd", required=True, metavar="{connect,serve}", parser_class=_Parser
+        dest="cmd",
+        required=True,
+        metavar="{connect,serve}",
+        parser_class=_Parser,
+        help="connect to a server, or serve clients",
     )
     c = sub.add_parser(
         "connect",
