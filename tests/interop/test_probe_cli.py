@@ -70,8 +70,8 @@ def test_address_in_use_is_one_line_and_exit_4(pki_dir: Path) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]
-        rc, out, err = run("serve", str(port), "--alpn", "h3", "--cert",
-                           str(pki_dir / "server.pem"), "--key", str(pki_dir / "server.key"))  # fmt: skip
+        cert, key = str(pki_dir / "server.pem"), str(pki_dir / "server.key")
+        rc, out, err = run("serve", str(port), "--alpn", "h3", "--cert", cert, "--key", key)
     assert rc == 4 and out == ""
     want = f"quichsd-probe: cannot listen on 127.0.0.1 port {port}: Address already in use"
     assert one_line(err) == want

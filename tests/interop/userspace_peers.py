@@ -107,7 +107,10 @@ class UdpProxy:
     def _pass(self, data: bytes, send: Callable[[bytes], None], upstream: bool) -> None:
         self.stats["up" if upstream else "down"] += 1
         if upstream:
-            self.up_types += quic_packet_types(data)
+            try:
+                self.up_types += quic_packet_types(data)
+            except IndexError:  # not QUIC after all (or cut short): keep relaying
+                self.up_types.append("?")
         if upstream and self.blackhole_after is not None:
             if self.stats["up"] > self.blackhole_after:
                 self.stats["dropped"] += 1
