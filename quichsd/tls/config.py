@@ -111,6 +111,10 @@ def _priority_string(
     # forward secret, is preferred unless the policy says psk_ke. A server also accepts
     # psk_ke-only clients (tlshd's priority string offers +PSK only); an external-PSK
     # client offers both modes, resuming clients only psk_dhe_ke.
+    # GnuTLS re-enables TLS 1.2 cipher suites (ECDHE-ECDSA, ECDHE-RSA...) in the ClientHello
+    # when a key-exchange token follows NORMAL, even with TLS 1.3 alone enabled: -KX-ALL
+    # first, so the PSK tokens choose only the psk_key_exchange_modes (QUIC is TLS 1.3 only)
+    parts.append("-KX-ALL")
     if resumption_kx is ResumptionKx.PSK:
         parts += ["+PSK", "+ECDHE-PSK", "+DHE-PSK"]
     elif role is Role.SERVER or auth is Auth.PSK:

@@ -86,6 +86,7 @@ class UserspaceQuicSocket(SockOpts, AppData):
         self._closed = False
         self._established = False
         self._send_ready = asyncio.Event()
+        self._net_error: OSError | None = None
         self.peer_transport_params: bytes | None = None
         self.selected_alpn: bytes | None = None
         #: called with ConnectionIdIssued/Retired events (the server routes by CID)
@@ -255,6 +256,8 @@ class UserspaceQuicSocket(SockOpts, AppData):
     ) -> tuple[bytes, Ancillary, int, Any]:
         if self._closed:
             raise _err(errno.EBADF, "socket is closed")
+        if self._net_error is not None and not self._rx:
+            raise self._net_error
         if not self._rx:
             if self._eof:
                 return b"", [], 0, self._peer
@@ -333,6 +336,36 @@ class UserspaceQuicSocket(SockOpts, AppData):
         self._eof = True
         self.close()
 
+    def network_error(self, exc: OSError) -> None:
+        """An ICMP error for the connected UDP socket. Before anything from the peer
+        decrypted, "port unreachable" means no QUIC server is there: the handshake ends at
+        once (recvmsg raises ECONNREFUSED), as a connected kernel socket's pending error
+        would, instead of at its deadline. Later ones are left to QUIC's loss recovery."""
+        if self._closed or self._established or self._conn.packets_accepted:
+            return
+        if isinstance(exc, ConnectionRefusedError):
+            host, port = self._peer[0], self._peer[1]
+            self._net_error = _err(
+                errno.ECONNREFUSED, f"{host} port {port} unreachable (ICMP): no server there"
+            )
+            self._eof = True
+            self._send_ready.set()
+            self._ready.update(True)
+
+    @property
+    def zero_rtt_received(self) -> int:
+        """Server: how many 0-RTT packets from the client decrypted."""
+        return self._conn.zero_rtt_received
+
+    def resend_rejected_early_data(self) -> int:
+        """Client, the server rejected 0-RTT: send what went in 0-RTT packets again in
+        1-RTT now (not after loss detection); returns the number of packets requeued."""
+        if self._closed:
+            return 0
+        n = self._conn.resend_zero_rtt(self._loop.time())
+        self.transmit()
+        return n
+
     @property
     def packets_accepted(self) -> bool:
         """Whether any packet from the peer decrypted."""
@@ -354,7 +387,10 @@ class _ClientProtocol(asyncio.DatagramProtocol):
             self.sock.datagram_received(data, addr)
 
     def error_received(self, exc: Exception) -> None:
-        pass  # ICMP errors: QUIC's loss recovery and idle timeout handle them
+        # ICMP errors: QUIC's loss recovery and idle timeout handle them, except a port
+        # unreachable before the peer ever answered (see network_error)
+        if self.sock is not None and isinstance(exc, OSError):
+            self.sock.network_error(exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():

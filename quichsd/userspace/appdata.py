@@ -87,6 +87,18 @@ class AppData(ABC):
         self.transmit()
         return stream_id
 
+    async def wait_delivered(self, stream_id: int, timeout: float) -> bool:
+        """Until everything sent on ``stream_id``, FIN included, was acknowledged; False if
+        not within ``timeout`` seconds or the connection closed first."""
+        end = self._loop.time() + timeout
+        while True:
+            stream = self._conn._streams.get(stream_id)
+            if stream is None or stream.sender.is_finished:
+                return True  # aioquic drops a stream once both directions are done
+            if self._closed or self._eof or self._loop.time() >= end:
+                return False
+            await asyncio.sleep(0.01)
+
     async def recv_stream(self, stream_id: int, timeout: float | None = None) -> bytes:
         """All data of ``stream_id`` up to its FIN; other events stay queued."""
         out = bytearray()

@@ -18,6 +18,7 @@ from typing import Any, cast
 from aioquic import tls as aq_tls
 from aioquic.quic import events as aq_events
 from aioquic.quic.connection import QuicConnection, QuicConnectionError
+from aioquic.quic.packet import QuicPacketType
 
 from ..uapi import CryptoLevel
 
@@ -180,6 +181,26 @@ class BridgedConnection(QuicConnection):
         )
         self._unblock_streams(is_unidirectional=False)
         self._unblock_streams(is_unidirectional=True)
+
+    #: 0-RTT packets from the peer that decrypted (a server's count of early data received)
+    zero_rtt_received = 0
+
+    def _payload_received(
+        self, context: Any, plain: bytes, crypto_frame_required: bool = False
+    ) -> tuple[bool, bool]:
+        if context.epoch == Epoch.ZERO_RTT:
+            self.zero_rtt_received += 1
+        return super()._payload_received(context, plain, crypto_frame_required)
+
+    def resend_zero_rtt(self, now: float) -> int:
+        """Client, the server rejected 0-RTT: every 0-RTT packet still in flight is lost,
+        its frames go out again in 1-RTT (RFC 9001 §4.6.2, RFC 9002 §6.4). Returns how
+        many packets that was."""
+        space = self._spaces[Epoch.ONE_RTT]
+        lost = [p for p in space.sent_packets.values() if p.packet_type == QuicPacketType.ZERO_RTT]
+        if lost:
+            self._loss._on_packets_lost(congestion_event=False, now=now, packets=lost, space=space)
+        return len(lost)
 
     #: the CONNECTION_CLOSE the peer sent, as opposed to our own close
     _peer_close: aq_events.ConnectionTerminated | None = None

@@ -13,11 +13,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pki import make_pki
 from userspace_peers import GtlsServer, UdpProxy
+
+from quichsd.config import parse_config
+from quichsd.driver import TlsPolicy
+from quichsd.gnutls.features import features
+from quichsd.probe import daemon_policy
+from quichsd.tls.engine import ResumptionKx
+from quichsd.uapi import Cipher
 
 pytestmark = pytest.mark.peer
 
@@ -144,13 +153,14 @@ async def test_lossy_corrupting_path_ten_handshakes(pki_dir: Path, server: GtlsS
 def test_resumption_and_0rtt_on_the_second_connection(
     pki_dir: Path, server: GtlsServer, tmp_path: Path
 ) -> None:
+    """The second connection resumes and offers early data (the daemon's tls.early_data),
+    which gtlsserver accepts. (No --early-data here: gtlsserver speaks HTTP/3 and closes
+    the connection on a request stream that is not HTTP/3; see test_probe_peers.py.)"""
     sess = tmp_path / "s.json"
     rc, first = probe(pki_dir, server.port, "--alpn", "h3", "--session-file", str(sess))
-    assert rc == 0 and first["resumed"] is False
+    assert rc == 0 and first["resumed"] is False and first["early_data"] is False
     assert sess.exists(), "the ticket must have been received and stored"
-    rc, second = probe(
-        pki_dir, server.port, "--alpn", "h3", "--session-file", str(sess), "--early-data", "GET /"
-    )
+    rc, second = probe(pki_dir, server.port, "--alpn", "h3", "--session-file", str(sess))
     assert rc == 0 and second["resumed"] is True and second["early_data"] is True, second
 
 
@@ -173,6 +183,7 @@ def test_untrusted_server_certificate_is_eacces(pki_dir: Path) -> None:
     finally:
         s.stop()
     assert rc == 1 and res["status"] == errno.EACCES
+    assert str(res["error"]) == str(res["error"]).strip(), res  # GnuTLS's text ends in " "
     assert "issuer" in str(res["error"]).lower() or "signer" in str(res["error"]).lower(), res
 
 
@@ -222,3 +233,169 @@ def test_probe_leaves_no_fds_in_process(pki_dir: Path, server: GtlsServer) -> No
         assert len(os.listdir("/proc/self/fd")) == before
 
     asyncio.run(main())
+
+
+# -- what our ClientHello offers (RFC 8446 §4.1.2), decoded here by hand ---------------------
+def _vector(buf: bytes, pos: int, size: int) -> tuple[bytes, int]:
+    n = int.from_bytes(buf[pos : pos + size], "big")
+    return buf[pos + size : pos + size + n], pos + size + n
+
+
+def hello_suites_and_shares(data: bytes) -> tuple[list[int], list[int], list[int]]:
+    """cipher_suites, supported_groups and the key_share groups of a ClientHello."""
+    assert data[0] == 1, "not a ClientHello"
+    body = data[4 : 4 + int.from_bytes(data[1:4], "big")]
+    pos = 2 + 32  # legacy_version, random
+    _sid, pos = _vector(body, pos, 1)
+    suites, pos = _vector(body, pos, 2)
+    _compression, pos = _vector(body, pos, 1)
+    exts, _ = _vector(body, pos, 2)
+    groups: list[int] = []
+    shares: list[int] = []
+    i = 0
+    while i < len(exts):
+        etype = int.from_bytes(exts[i : i + 2], "big")
+        ext, i = _vector(exts, i + 2, 2)
+        if etype == 10:  # supported_groups
+            lst, _ = _vector(ext, 0, 2)
+            groups = [int.from_bytes(lst[k : k + 2], "big") for k in range(0, len(lst), 2)]
+        elif etype == 51:  # key_share
+            lst, _ = _vector(ext, 0, 2)
+            k = 0
+            while k < len(lst):
+                shares.append(int.from_bytes(lst[k : k + 2], "big"))
+                _key, k = _vector(lst, k + 2, 2)
+    pairs = [int.from_bytes(suites[k : k + 2], "big") for k in range(0, len(suites), 2)]
+    return pairs, groups, shares
+
+
+def our_client_hello(pki: Path, port: int, policy: TlsPolicy) -> tuple[bytes, int]:
+    """Our real ClientHello bytes (what the engine hands the socket at INITIAL) in a
+    handshake with gtlsserver, and the handshake's status."""
+    from quichsd.driver import HandshakeRequest, run_handshake
+    from quichsd.gnutls.creds import CertificateCredentials
+    from quichsd.tls.engine import Role
+    from quichsd.uapi import CryptoLevel
+    from quichsd.userspace.aioquic import UserspaceQuicSocket
+
+    initial: list[bytes] = []
+
+    async def run() -> int:
+        cc = CertificateCredentials()
+        cc.set_trust((pki / "ca.pem").read_bytes())
+        sock = await UserspaceQuicSocket.connect(
+            "127.0.0.1", port, alpns=[b"h3"], server_name="server.test"
+        )
+        send = sock.sendmsg
+
+        def recording(bufs: Any, anc: Any = (), *rest: Any) -> int:
+            anc = list(anc)
+            if anc and anc[0][2][:1] == bytes([CryptoLevel.INITIAL]):
+                initial.append(b"".join(bytes(b) for b in bufs))
+            return send(bufs, anc, *rest)
+
+        sock.sendmsg = recording  # type: ignore[method-assign]
+        try:
+            req = HandshakeRequest(
+                Role.CLIENT, peer_name="server.test", x509=cc, timeout=5, policy=policy
+            )
+            return (await run_handshake(sock, req)).status
+        finally:
+            sock.close()
+            await sock.wait_closed()
+            cc.close()
+
+    status = asyncio.run(run())
+    return b"".join(initial), status
+
+
+@pytest.mark.parametrize("kx", ["psk_dhe", "psk"])
+def test_our_client_hello_offers_tls13_suites_only(
+    pki_dir: Path, server: GtlsServer, kx: str
+) -> None:
+    """QUIC is TLS 1.3 only (RFC 9001 §4.2): the ClientHello lists exactly the configured
+    TLS 1.3 suites, in order, and no TLS 1.2 suite, whichever resumption key exchange."""
+    policy = replace(daemon_policy(), resumption_kx=ResumptionKx(kx))
+    data, status = our_client_hello(pki_dir, server.port, policy)
+    suites, _groups, _shares = hello_suites_and_shares(data)
+    assert status == 0
+    # tls.ciphers default: AES-128-GCM, AES-256-GCM, CHACHA20-POLY1305, AES-128-CCM
+    assert suites == [0x1301, 0x1302, 0x1303, 0x1304], [hex(s) for s in suites]
+
+
+def test_our_client_hello_with_one_cipher(pki_dir: Path, server: GtlsServer) -> None:
+    policy = replace(daemon_policy(), ciphers=(Cipher.CHACHA20_POLY1305,))
+    data, status = our_client_hello(pki_dir, server.port, policy)
+    assert status == 0 and hello_suites_and_shares(data)[0] == [0x1303]
+
+
+def test_direct_probe_uses_the_daemons_groups(pki_dir: Path, server: GtlsServer) -> None:
+    """Without --groups the probe offers the daemon's tls.groups (X25519 first, its key
+    share first), so gtlsserver settles on X25519, as it would with the daemon."""
+    names = {0x1D: "X25519", 0x17: "SECP256R1", 0x18: "SECP384R1", 0x19: "SECP521R1"}
+    data, status = our_client_hello(pki_dir, server.port, daemon_policy())
+    _suites, groups, shares = hello_suites_and_shares(data)
+    want = parse_config("", "c.yaml", available_groups=features().groups).tls.groups
+    assert status == 0 and [names.get(g, hex(g)) for g in groups] == list(want)
+    assert names[shares[0]] == want[0] == "X25519"
+    rc, res = probe(pki_dir, server.port, "--alpn", "h3")
+    assert rc == 0 and res["group"] == "X25519", res
+
+
+def test_verbose_report_against_gtlsserver(
+    pki_dir: Path, server: GtlsServer, tmp_path: Path
+) -> None:
+    """-v: the chain, what was negotiated, both transport parameter sets, the timing;
+    stdout still holds only the JSON line."""
+    sess = str(tmp_path / "s.json")
+    cmd = [str(BIN / "quichsd-probe"), "connect", "127.0.0.1", str(server.port), "--sni",
+           "server.test", "--cafile", str(pki_dir / "ca.pem"), "--alpn", "h3", "-v"]  # fmt: skip
+    full = subprocess.run([*cmd, "--session-file", sess], capture_output=True, text=True)
+    resumed = subprocess.run([*cmd, "--session-file", sess], capture_output=True, text=True)
+    assert full.returncode == 0 and resumed.returncode == 0, (full.stderr, resumed.stderr)
+    (line,) = resumed.stdout.splitlines()
+    assert json.loads(line)["resumed"] is True
+    chain, err = full.stderr, resumed.stderr
+    assert "- Peer certificate chain (1):" in chain
+    assert "[0] subject: CN=server.test" in chain and "issuer: CN=quichsd test CA" in chain
+    assert "SANs: DNS:server.test, DNS:localhost, IP:127.0.0.1" in chain
+    assert re.search(r"key: EC secp256r1|key: RSA \d+ bits|key: Ed25519", chain), chain
+    assert re.search(r"valid: \d{4}-\d\d-\d\d \S+ UTC to \d{4}-\d\d-\d\d \S+ UTC", chain)
+    assert "resumption: no" in chain and "early data: offered, no answer" not in chain
+    assert "- Peer certificate chain: none received" in err  # resumed: no Certificate
+    for want in ("version: TLS 1.3", "cipher suite: TLS_AES_128_GCM_SHA256", "group: X25519",
+                 "ALPN: h3", "SNI: server.test", "HelloRetryRequest: no", "resumption: yes",
+                 "early data: offered, accepted"):  # fmt: skip
+        assert want in err, (want, err)
+    ours = err.split("- Transport parameters (our")[1].split("- Transport parameters (peer")[0]
+    peers = err.split("- Transport parameters (peer's")[1].split("- Timing")[0]
+    assert "initial_max_data: 1048576" in ours and "original_destination" not in ours
+    for server_only in ("original_destination_connection_id: ", "stateless_reset_token: "):
+        assert server_only in peers, peers
+    assert "max_idle_timeout: 30000 ms" in peers
+    phases = ["first flight sent", "ServerHello received", "handshake keys installed",
+              "server Certificate received", "Finished, 1-RTT keys installed",
+              "session ticket stored"]  # fmt: skip
+    timing = chain.split("- Timing")[1]
+    at = [float(m[1]) for p in phases if (m := re.search(rf"([\d.]+)  {p}\n", timing))]
+    assert len(at) == len(phases) and at == sorted(at), timing
+
+
+def test_verbose_names_a_hello_retry_request(pki_dir: Path) -> None:
+    s = GtlsServer(
+        pki_dir,
+        pki_dir / "server.pem",
+        pki_dir / "server.key",
+        "--groups=-GROUP-ALL:+GROUP-SECP384R1",
+    )
+    try:
+        p = subprocess.run(
+            [str(BIN / "quichsd-probe"), "connect", "127.0.0.1", str(s.port), "--sni",
+             "server.test", "--cafile", str(pki_dir / "ca.pem"), "--alpn", "h3", "-v"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        s.stop()
+    assert p.returncode == 0, p.stderr
+    assert "HelloRetryRequest: yes" in p.stderr and "group: SECP384R1" in p.stderr
+    assert "HelloRetryRequest received" in p.stderr

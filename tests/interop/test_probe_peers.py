@@ -16,7 +16,7 @@ import pytest
 from aioquic.asyncio import connect as aq_connect
 from aioquic.quic.configuration import QuicConfiguration
 from pki import make_pki
-from userspace_peers import UdpProxy, aioquic_echo_server, free_port, gtlsclient
+from userspace_peers import EchoLog, UdpProxy, aioquic_echo_server, free_port, gtlsclient
 
 pytestmark = pytest.mark.peer
 
@@ -83,6 +83,25 @@ async def test_serve_accepts_gtlsclient_then_resumes_with_0rtt(
     assert rc == 0 and [x["ok"] for x in lines] == [True, True], lines
     assert lines[0]["resumed"] is False and lines[1]["resumed"] is True
     assert lines[1]["early_data"] is True
+
+
+async def test_serve_reports_no_early_data_when_the_client_sent_none(
+    pki_dir: Path, tmp_path: Path
+) -> None:
+    """gtlsclient --disable-early-data resumes and still offers early data in its
+    ClientHello (GnuTLS accepts the offer) but sends no 0-RTT packet: our server reports
+    early_data false, and -v says why."""
+    srv = await Serve.start(pki_dir, 2, "-v")
+    sess = ["--session-file=" + str(tmp_path / "s.pem"), "--tp-file=" + str(tmp_path / "tp.bin")]
+    await gtlsclient(srv.port, tmp_path, *sess)
+    second = await gtlsclient(srv.port, tmp_path, *sess, "--disable-early-data")
+    assert srv.proc.stderr is not None
+    out, err = await asyncio.wait_for(srv.proc.communicate(), 30)
+    lines = [json.loads(x) for x in out.decode().splitlines() if x.startswith("{")]
+    assert "QUIC handshake has completed" in second and "type=0RTT" not in second
+    assert srv.proc.returncode == 0 and lines[1]["resumed"] is True, lines
+    assert lines[1]["early_data"] is False, lines
+    assert "early data: offered, accepted; 0 0-RTT packet(s) received" in err.decode()
 
 
 async def test_serve_sends_hello_retry_request_to_gtlsclient(pki_dir: Path, tmp_path: Path) -> None:
@@ -213,3 +232,83 @@ async def test_connect_to_an_aioquic_server_with_its_own_tls(pki_dir: Path) -> N
     res = json.loads(out.decode().splitlines()[-1])
     assert proc.returncode == 0 and res["ok"] is True and res["alpn"] == "echo", res
     assert log.completed and log.completed[0].alpn_protocol == "echo"
+
+
+async def probe_connect(pki: Path, port: int, *args: str) -> tuple[int, dict[str, object], str]:
+    proc = await asyncio.create_subprocess_exec(
+        PROBE, "connect", "127.0.0.1", str(port), "--alpn", "echo", "--sni", "server.test",
+        "--cafile", str(pki / "ca.pem"), *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    (line,) = [x for x in out.decode().splitlines() if x.startswith("{")]
+    assert proc.returncode is not None
+    return proc.returncode, json.loads(line), err.decode()
+
+
+@pytest.fixture
+def refuse_early_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aioquic's server (in this process) ignores the ClientHello's early_data extension:
+    it resumes the session but rejects 0-RTT, answering with EncryptedExtensions without
+    early_data and dropping the 0-RTT packets (RFC 9001 §4.6.2)."""
+    import aioquic.tls
+
+    original = aioquic.tls.pull_client_hello
+
+    def without_early_data(buf: aioquic.tls.Buffer) -> aioquic.tls.ClientHello:
+        hello = original(buf)
+        hello.early_data = False
+        return hello
+
+    monkeypatch.setattr(aioquic.tls, "pull_client_hello", without_early_data)
+
+
+async def _resume_with_early_data(
+    pki: Path, tmp_path: Path
+) -> tuple[dict[str, object], UdpProxy, EchoLog, str]:
+    """First connection stores a session; the second resumes through a proxy that notes
+    the QUIC packet types, sending --early-data."""
+    port = free_port()
+    server, log = await aioquic_echo_server(port, pki / "server.pem", pki / "server.key")
+    sess = str(tmp_path / "s.json")
+    proxy = UdpProxy(("127.0.0.1", port))
+    try:
+        rc, first, _ = await probe_connect(pki, port, "--session-file", sess)
+        assert rc == 0 and first["resumed"] is False
+        proxy_port = await proxy.start()
+        rc, second, err = await probe_connect(
+            pki, proxy_port, "--session-file", sess, "--early-data", "hello", "-v"
+        )
+        assert rc == 0 and second["ok"] is True and second["resumed"] is True, (second, err)
+        await asyncio.sleep(0.2)
+    finally:
+        proxy.close()
+        server.close()
+    return second, proxy, log, err
+
+
+async def test_connect_early_data_goes_in_0rtt_packets(pki_dir: Path, tmp_path: Path) -> None:
+    """--early-data is sent before the handshake completes: the proxy sees 0-RTT long-header
+    packets (type 1) from the client, and aioquic's server accepted and received it."""
+    res, proxy, log, err = await _resume_with_early_data(pki_dir, tmp_path)
+    assert "0-RTT" in proxy.up_types, proxy.up_types
+    assert proxy.up_types.index("0-RTT") < proxy.up_types.index("1-RTT")  # before the handshake
+    assert res["early_data"] is True
+    assert log.completed[-1].early_data_accepted is True
+    assert bytes(log.data) == b"hello"
+    assert "early data: offered, accepted; data sent in 0-RTT" in err, err
+
+
+async def test_connect_early_data_rejected_falls_back_to_1rtt(
+    pki_dir: Path, tmp_path: Path, refuse_early_data: None
+) -> None:
+    """A server that refuses 0-RTT: early_data is false, and the text the client sent in
+    0-RTT reaches the server once, again in 1-RTT, at once (not after loss detection)."""
+    res, proxy, log, err = await _resume_with_early_data(pki_dir, tmp_path)
+    assert "0-RTT" in proxy.up_types, proxy.up_types
+    assert res["early_data"] is False and res["resumed"] is True, res
+    assert log.completed[-1].early_data_accepted is False
+    assert log.completed[-1].session_resumed is True
+    assert bytes(log.data) == b"hello"
+    assert "rejected by the server, sent again in 1-RTT" in err, err
+    assert "not acknowledged" not in err

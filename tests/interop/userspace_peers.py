@@ -41,6 +41,39 @@ def free_port() -> int:
 
 
 # -- a bad path -------------------------------------------------------------------------------
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    n = 1 << (buf[pos] >> 6)
+    return int.from_bytes(buf[pos : pos + n], "big") & ((1 << (8 * n - 2)) - 1), pos + n
+
+
+def quic_packet_types(datagram: bytes) -> list[str]:
+    """The QUIC v1 packets coalesced in one datagram, by type (RFC 9000 §17.2): Initial,
+    0-RTT, Handshake, Retry, then 1-RTT for a short-header packet (which ends it); bytes
+    without the fixed bit after a packet are padding. The type bits are not
+    header-protected, so this works on the encrypted wire bytes."""
+    out, pos = [], 0
+    while pos < len(datagram):
+        first = datagram[pos]
+        if not first & 0x40:
+            break  # padding zeros after the last packet
+        if not first & 0x80:
+            out.append("1-RTT")
+            break
+        ptype = ("Initial", "0-RTT", "Handshake", "Retry")[(first >> 4) & 3]
+        out.append(ptype)
+        if ptype == "Retry":
+            break
+        pos += 5  # first byte, version
+        pos += 1 + datagram[pos]  # destination connection id
+        pos += 1 + datagram[pos]  # source connection id
+        if ptype == "Initial":
+            token_len, pos = _varint(datagram, pos)
+            pos += token_len
+        length, pos = _varint(datagram, pos)
+        pos += length
+    return out
+
+
 class UdpProxy:
     """Relays one client's UDP datagrams to ``target`` and back through a bad path (fault
     catalogue 3.4): each datagram is delayed by ``delay`` s in each direction, dropped with
@@ -50,7 +83,7 @@ class UdpProxy:
     ``max_burst`` = N, at most N datagrams in a row in one direction are dropped or
     corrupted: a path that is bad but not dead, so every peer's retransmission timer wins
     eventually and a test does not depend on a lucky draw. Counts what it did in
-    :attr:`stats`."""
+    :attr:`stats`, and the QUIC packet types the client sent in :attr:`up_types`."""
 
     def __init__(
         self,
@@ -72,12 +105,18 @@ class UdpProxy:
         self._burst = {True: 0, False: 0}  # impaired datagrams in a row, per direction
         self.rng = random.Random(seed)
         self.stats = dict.fromkeys(("up", "down", "dropped", "corrupted", "duplicated"), 0)
+        self.up_types: list[str] = []
         self._client: tuple[str, int] | None = None
         self._front: asyncio.DatagramTransport | None = None
         self._back: asyncio.DatagramTransport | None = None
 
     def _pass(self, data: bytes, send: Callable[[bytes], None], upstream: bool) -> None:
         self.stats["up" if upstream else "down"] += 1
+        if upstream:
+            try:
+                self.up_types += quic_packet_types(data)
+            except IndexError:  # not QUIC after all (or cut short): keep relaying
+                self.up_types.append("?")
         if upstream and self.blackhole_after is not None:
             if self.stats["up"] > self.blackhole_after:
                 self.stats["dropped"] += 1

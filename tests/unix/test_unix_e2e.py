@@ -62,7 +62,9 @@ def test_connect_via_daemon_to_gtlsserver_with_resumption(daemon: tuple[Path, Pa
     try:
         sess = str(d / "sess.json")
         results = []
-        for extra in ([], ["--session-file", sess], ["--session-file", sess, "--early-data", "hi"]):
+        # the third resumes and offers early data, which gtlsserver accepts (no --early-data
+        # text: gtlsserver closes a connection whose request stream is not HTTP/3)
+        for extra in ([], ["--session-file", sess], ["--session-file", sess]):
             p = subprocess.run(
                 [str(BIN / "quichsd-probe"), "connect", "127.0.0.1", str(srv.port), "--sni",
                  "server.test", "--alpn", "h3", "--via", str(sock), *extra],
