@@ -26,8 +26,8 @@ pytestmark = pytest.mark.peer
 
 CLIENTS = 1000
 ROUNDS = 2
-#: seconds for one round of CLIENTS handshakes; a round took 9-12 s here (2 cores shared
-#: with other work, the whole test ~26 s)
+#: seconds for one round of CLIENTS handshakes; a round took 4-12 s here (2 cores shared
+#: with other work, the whole test 12-32 s)
 ROUND_LIMIT = 120
 #: fds this process needs: a UDP socket and a unix connection per client, and slack
 FDS_NEEDED = 2 * CLIENTS + 256
