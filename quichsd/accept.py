@@ -28,7 +28,7 @@ _TRANSIENT = (errno.ECONNABORTED, errno.EPROTO, errno.EINTR, errno.EAGAIN)
 
 class Throttled:
     """One log line per ``interval`` s for a condition that recurs; the line after a quiet
-    stretch counts the occurrences it did not write (``N more in the last S s``)."""
+    stretch counts the occurrences it did not write (``N more since the last line``)."""
 
     def __init__(
         self,
@@ -50,7 +50,7 @@ class Throttled:
             self._skipped += 1
             return
         if self._skipped:
-            msg += f" ({self._skipped} more in the last {self.interval:g} s)"
+            msg += f" ({self._skipped} more since the last line)"
             self._skipped = 0
         self._next = now + self.interval
         self.log.log(level, msg, *args)

@@ -76,6 +76,7 @@ class UnixService:
         #: says why the wait ended ("ready", "timeout", "evicted")
         self._idle: dict[socket.socket, asyncio.Future[str]] = {}
         self._busy = 0  # handshakes in flight
+        self._answered: set[socket.socket] = set()  # connections given their final reply
         self._refusals = {r: Throttled(log) for r in _REFUSALS}
 
     async def start(self) -> str:
@@ -121,11 +122,16 @@ class UnixService:
             await self._connection(conn)
         except Exception:
             log.exception("unix: connection handler failed")
+            if conn not in self._answered:  # still one final reply
+                self._reply(conn, codec.Error(errno.EIO, "internal error in the daemon"), "?")
         finally:
+            self._answered.discard(conn)
             _drain(conn)
             conn.close()
 
     def _reply(self, conn: socket.socket, msg: codec.Message, who: object) -> None:
+        if isinstance(msg, codec.Result | codec.Error):
+            self._answered.add(conn)
         try:
             wire.send_record(conn, codec.encode(msg))
         except OSError as e:

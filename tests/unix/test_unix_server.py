@@ -250,3 +250,25 @@ async def test_stale_socket_is_replaced_and_live_one_refused(tmp_path: Path) -> 
     Path(path).write_text("not a socket")
     with pytest.raises(listen.ListenError, match="exists and is not a socket"):
         listen.bind(path)
+
+
+async def test_issue_11_item_15_internal_error_still_gets_one_reply(
+    unix: UnixService, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """issue 11 item 15: a fault inside the daemon's handler still ends the request with
+    exactly one reply (ERROR EIO), and the service keeps serving."""
+
+    async def broken(*args: object) -> None:
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(unix.service, "handle_detailed", broken)
+    base = fd_count()
+    with caplog.at_level(logging.ERROR, "quichsd.unix"):
+        replies = await exchange(sock_path(unix), start_record())
+    assert len(replies) == 1, replies
+    assert isinstance(replies[0], codec.Error) and replies[0].status == errno.EIO
+    assert "connection handler failed" in caplog.text and "injected fault" in caplog.text
+    again = await exchange(sock_path(unix), b"\x01")
+    assert isinstance(again[0], codec.Error) and again[0].status == errno.EBADMSG
+    assert fd_count() == base
+    assert not unix._answered

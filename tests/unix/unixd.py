@@ -110,15 +110,25 @@ def _listening(port: int) -> bool:
     return True
 
 
+async def quic_client(port: int) -> UserspaceQuicSocket:
+    """A userspace QUIC client socket for gtlsserver on ``port`` (no handshake yet)."""
+    return await UserspaceQuicSocket.connect(
+        "127.0.0.1", port, alpns=[b"h3"], server_name="server.test"
+    )
+
+
+async def via(sock_path: Path, sock: UserspaceQuicSocket, timeout_ms: int = 30_000) -> int:
+    """The client handshake on ``sock``, run by the daemon at ``sock_path``: its status."""
+    req = ViaRequest(uapi.MsgType.CLIENTHELLO, peer_name="server.test", timeout_ms=timeout_ms)
+    return (await handshake_via(str(sock_path), sock, req)).status
+
+
 async def canary(sock_path: Path, port: int, timeout_ms: int = 30_000) -> int:
     """One socket-ops client handshake through the daemon at ``sock_path`` to the
     gtlsserver on ``port``: its RESULT status."""
-    sock = await UserspaceQuicSocket.connect(
-        "127.0.0.1", port, alpns=[b"h3"], server_name="server.test"
-    )
+    sock = await quic_client(port)
     try:
-        req = ViaRequest(uapi.MsgType.CLIENTHELLO, peer_name="server.test", timeout_ms=timeout_ms)
-        return (await handshake_via(str(sock_path), sock, req)).status
+        return await via(sock_path, sock, timeout_ms)
     finally:
         sock.close()
         await sock.wait_closed()
