@@ -239,6 +239,29 @@ async def test_issue11_item2_no_name_verifies_the_peer_ip_address(
         assert "does not match the expected. (expected address 127.0.0.1)" in str(res.error)
 
 
+@pytest.mark.parametrize(
+    ("cert", "ok"),
+    [("server_ip_only", True), ("server_other_ip", False), ("server_public", False)],
+)
+def test_issue11_item2_ip_literal_peer_name_is_matched_against_ip_sans(
+    pki_dir: Path, cert: str, ok: bool
+) -> None:
+    """issue 11 item 2: a peer name that is an IP literal (the probe's host 127.0.0.1 and
+    no --sni) is verified against the certificate's IP address SANs, not as a DNS name:
+    gtlsserver's IP-only certificate for 127.0.0.1 passes, 127.0.0.2 or a DNS-only one
+    fails with EACCES naming the name it expected."""
+    srv = gtls(pki_dir, cert)
+    try:
+        rc, res = probe_connect(pki_dir, srv.port, "--alpn", "h3")
+    finally:
+        srv.stop()
+    if ok:
+        assert rc == 0 and res["ok"] is True, res
+    else:
+        assert rc == 1 and res["status"] == errno.EACCES, res
+        assert "(expected '127.0.0.1')" in str(res["error"]), res
+
+
 # -- item 3: peer names -------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["server.test\x00.evil.test", "server.test\n", "server\x7f.test"])
 async def test_issue11_item3_daemon_refuses_names_with_control_bytes(
