@@ -51,7 +51,7 @@ from ..errors import (
 from ..gnutls import _lib as L
 from ..logtext import quoted
 from ..uapi import Cipher, CryptoLevel
-from .alerts import ALERT_UNEXPECTED_MESSAGE, ALERT_UNKNOWN_PSK_IDENTITY
+from .alerts import ALERT_PROTOCOL_VERSION, ALERT_UNEXPECTED_MESSAGE, ALERT_UNKNOWN_PSK_IDENTITY
 from .callbacks import LIVE
 from .classify import captured_error, classify, verify_alert, verify_error
 from .config import (
@@ -75,6 +75,7 @@ from .events import (
     SessionData,
 )
 from .framing import MAX_HANDSHAKE_BYTES, NEW_SESSION_TICKET, scan_messages
+from .hello import no_tls13_reason
 from .session import (
     TP_EXTENSION,
     SessionResources,
@@ -224,8 +225,15 @@ class Engine:
         except BaseException as e:
             return self._capture(e)
 
-    def _on_client_hello(self, _s: int, _htype: int, _when: int, _inc: int, _msg: Any) -> int:
+    def _on_client_hello(self, _s: int, _htype: int, when: int, _inc: int, msg: Any) -> int:
+        """Server: before GnuTLS parses the ClientHello, refuse one without TLS 1.3
+        (protocol_version); after it, check the transport parameters and emit ALPN."""
         try:
+            if when == L.GNUTLS_HOOK_PRE:
+                reason = no_tls13_reason(L.datum_bytes(msg.contents))
+                if reason is not None:
+                    raise PeerRejected(reason, alert=ALERT_PROTOCOL_VERSION)
+                return 0
             self._check_transport_params()
             self._emit_alpn()
             return 0

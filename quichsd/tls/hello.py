@@ -5,6 +5,10 @@ The TCP path picks the PSK binder hash from the key the identity names (a 48-byt
 *before* it asks for the key; so the server reads the offered identities first, in a
 pre-ClientHello hook, with :func:`psk_identities` (RFC 8446 §4.1.2, §4.2.11).
 
+A server refuses a ClientHello that offers no TLS 1.3 with protocol_version
+(RFC 8446 §4.2.1) itself, from :func:`offers_tls13`: GnuTLS, offered only TLS 1.2 cipher
+suites it does not enable, would call it handshake_failure.
+
 The peer's RFC 8449 record_size_limit (ClientHello for a server, EncryptedExtensions for
 a client) is passed to kTLS; GnuTLS 3.7 has no getter for the limit it sends with, so
 :func:`record_size_limit` reads it from the same messages.
@@ -16,6 +20,8 @@ import struct
 
 EXT_PRE_SHARED_KEY = 41
 EXT_RECORD_SIZE_LIMIT = 28
+EXT_SUPPORTED_VERSIONS = 43
+TLS13 = 0x0304
 
 
 class HelloError(ValueError):
@@ -80,3 +86,24 @@ def record_size_limit(exts: dict[int, bytes]) -> int | None:
     if limit < 64:
         raise HelloError(f"record_size_limit {limit} is below 64")
     return limit
+
+
+def offers_tls13(body: bytes) -> bool:
+    """A ClientHello body offers TLS 1.3: its supported_versions extension lists 0x0304
+    (RFC 8446 §4.2.1; without the extension a client offers TLS 1.2 or older)."""
+    data = extensions(body).get(EXT_SUPPORTED_VERSIONS)
+    if data is None:
+        return False
+    versions, _ = _vector(data, 0, 1)
+    return any(versions[i : i + 2] == TLS13.to_bytes(2, "big") for i in range(0, len(versions), 2))
+
+
+def no_tls13_reason(body: bytes) -> str | None:
+    """Why a server must refuse this ClientHello with protocol_version, or None (also for
+    a malformed one: GnuTLS refuses that itself, with the right alert)."""
+    try:
+        if offers_tls13(body):
+            return None
+    except HelloError:
+        return None
+    return "unsupported version: the peer's ClientHello offers no TLS 1.3 (supported_versions)"

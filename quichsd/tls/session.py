@@ -244,7 +244,7 @@ def _configure_server(s: int, cfg: EngineConfig, res: SessionResources) -> None:
             )
             cfg.anti_replay.enable(s)
     L.gnutls_handshake_set_hook_function(
-        s, L.GNUTLS_HANDSHAKE_CLIENT_HELLO, L.GNUTLS_HOOK_POST, CB_CLIENT_HELLO
+        s, L.GNUTLS_HANDSHAKE_CLIENT_HELLO, L.GNUTLS_HOOK_BOTH, CB_CLIENT_HELLO
     )
 
 

@@ -37,7 +37,7 @@ from ..gnutls.creds import PskClientCredentials, PskServerCredentials
 from ..ktls import TrafficState
 from ..logtext import quoted
 from ..uapi import Cipher
-from .alerts import ALERT_UNKNOWN_PSK_IDENTITY, alert_name
+from .alerts import ALERT_PROTOCOL_VERSION, ALERT_UNKNOWN_PSK_IDENTITY, alert_name
 from .callbacks import CB_CLIENT_HELLO, CB_KEYLOG, CB_PSK, LIVE
 from .classify import captured_error, classify, verify_error
 from .config import CIPHER_TOKEN, DEFAULT_CIPHERS, Auth, EngineConfig, ResumptionKx, Role
@@ -47,6 +47,7 @@ from .hello import (
     HelloError,
     encrypted_extensions,
     extensions,
+    no_tls13_reason,
     psk_identities,
     record_size_limit,
 )
@@ -61,9 +62,6 @@ from .session import (
     verify_optional_client_cert,
 )
 
-GNUTLS_HOOK_PRE = 0
-GNUTLS_HOOK_POST = 1
-GNUTLS_HOOK_BOTH = -1
 GNUTLS_HANDSHAKE_ENCRYPTED_EXTENSIONS = 8
 GNUTLS_HANDSHAKE_ANY = 0xFFFFFFFF
 SHA384_KEY_LEN = 48
@@ -166,7 +164,7 @@ class TcpSession:
         # the peer's hello (its record_size_limit; a server's PSK identity, whose key's
         # hash must be known before GnuTLS checks the binder): see quichsd.tls.hello
         L.gnutls_handshake_set_hook_function(
-            s, GNUTLS_HANDSHAKE_ANY, GNUTLS_HOOK_BOTH, CB_CLIENT_HELLO
+            s, GNUTLS_HANDSHAKE_ANY, L.GNUTLS_HOOK_BOTH, CB_CLIENT_HELLO
         )
         if cfg.keylog is not None:
             L.gnutls_session_set_keylog_function(s, CB_KEYLOG)
@@ -188,7 +186,7 @@ class TcpSession:
         it: its record_size_limit, and (server, PSK) a SHA-384 key for the first offered
         identity switches the session to SHA-384 PSK credentials and suites."""
         try:
-            if when != GNUTLS_HOOK_PRE or not incoming:
+            if when != L.GNUTLS_HOOK_PRE or not incoming:
                 return 0
             server = self.cfg.role is Role.SERVER
             want = (
@@ -197,6 +195,9 @@ class TcpSession:
             if htype != want:
                 return 0
             body = L.datum_bytes(msg.contents)
+            reason = no_tls13_reason(body) if server else None
+            if reason is not None:
+                raise PeerRejected(reason, alert=ALERT_PROTOCOL_VERSION)
             try:
                 self._peer_limit = record_size_limit(
                     extensions(body) if server else encrypted_extensions(body)
