@@ -135,7 +135,14 @@ class Daemon:
         metrics.INFO.set(1, __version__, gnutls.version())
         if self.settings.metrics.enabled:
             status += f"; {await self.metrics.apply(self.settings.metrics)}"
-        log.info("quichsd %s (GnuTLS %s) running: %s", __version__, gnutls.version(), status)
+        log.log(
+            logsetup.NOTICE,
+            "quichsd %s (GnuTLS %s) running: %s",
+            __version__,
+            gnutls.version(),
+            status,
+            extra=logsetup.event("started", QUICHSD_VERSION=__version__),
+        )
         if gnutls.SSLKEYLOGFILE_IGNORED:
             log.warning("SSLKEYLOGFILE in the environment is ignored; use log.keylog_file")
         self._warn_keylog()
@@ -145,7 +152,7 @@ class Daemon:
         try:
             await self.stopping.wait()
         finally:
-            log.info("stopping")
+            log.log(logsetup.NOTICE, "stopping", extra=logsetup.event("stopping"))
             sdnotify.notify("STOPPING=1")
             if wd is not None:
                 wd.cancel()
@@ -226,7 +233,7 @@ class Daemon:
             settings, creds, keylog, warnings = await loop.run_in_executor(None, self._load)
         except (ConfigError, CredentialsError) as e:
             for line in e.errors:
-                log.error("reload refused: %s", line)
+                log.error("reload refused: %s", line, extra=logsetup.event("reload_refused"))
             metrics.CONFIG_RELOADS.inc("refused")
             return
         for line in warnings:
@@ -235,7 +242,12 @@ class Daemon:
         if self.pool is not None:
             self.pool.reload()
         metrics.CONFIG_RELOADS.inc("ok")
-        log.info("configuration reloaded from %s", self.config_path)
+        log.log(
+            logsetup.NOTICE,
+            "configuration reloaded from %s",
+            self.config_path,
+            extra=logsetup.event("reload"),
+        )
         self._warn_keylog()
         task = loop.create_task(self._reload_metrics())
         self._metrics_reloads.add(task)  # moves the endpoint if metrics.listen changed

@@ -1,4 +1,17 @@
-"""Logging set-up: journald when running under systemd, else stderr; GnuTLS's log bridge.
+"""Logging set-up: the journal when running under systemd, else stderr; GnuTLS's log bridge.
+
+Where the output goes (:func:`setup`), with :mod:`quichsd.journal`'s handlers:
+
+1. ``-s``/``--stderr``: plain lines on stderr, ``quichsd[PID]: LEVEL logger: message``.
+2. The journal socket exists (``/run/systemd/journal/socket``): one native-protocol
+   datagram per record, with its syslog priority (notice is 5), a ``MESSAGE_ID`` per event
+   kind and the ``QUICHSD_*`` fields of a handshake's outcome (quichsd(8), JOURNAL).
+3. Else, stderr is the stream journald handed over (``JOURNAL_STREAM``): ``<N>message``
+   lines, so the priority survives and journald adds the identifier and pid itself.
+4. Else plain lines on stderr, as in 1.
+
+Handshake completion lines: failures at WARNING (``journalctl -p warning`` shows them),
+successes at INFO, or DEBUG with ``log.handshake_completion: false``.
 
 Secrets never reach a log: no module logs key material, and the GnuTLS bridge is only
 installed when ``log.gnutls_level`` > 0. GnuTLS prints record keys and IVs at level 9,
@@ -16,10 +29,11 @@ import logging
 import os
 import sys
 
+from . import journal
 from .gnutls import _lib as gnutls
 from .logtext import one_line
 
-NOTICE = 25
+NOTICE = journal.NOTICE
 logging.addLevelName(NOTICE, "NOTICE")
 LEVELS = {
     "debug": logging.DEBUG,
@@ -39,10 +53,20 @@ def set_handshake_completion(enabled: bool) -> None:
 
 
 def completion_level(status: int) -> int:
-    """Level of a handshake's completion line: failures always at INFO (they must name
-    the peer and the reason); successes at INFO, or DEBUG with
+    """Level of a handshake's completion line: failures always at WARNING (they name the
+    peer and the reason); successes at INFO, or DEBUG with
     ``log.handshake_completion: false``."""
-    return logging.INFO if status else _successes_at
+    return logging.WARNING if status else _successes_at
+
+
+def event(kind: str, **fields: object) -> dict[str, object]:
+    """``extra=`` for a log call: the journal's MESSAGE_ID for the event ``kind`` (one of
+    :data:`quichsd.journal.MESSAGE_IDS`) and ``QUICHSD_*`` fields (None values left out)."""
+    assert kind in journal.MESSAGE_IDS, kind
+    return {
+        "event": kind,
+        "journal": {k: v for k, v in fields.items() if v is not None},
+    }
 
 
 _gnutls_cb: object = None
@@ -55,8 +79,29 @@ class OneLineFormatter(logging.Formatter):
         return one_line(super().formatMessage(record))
 
 
-def journal_available() -> bool:
-    return bool(os.environ.get("JOURNAL_STREAM")) or os.path.exists("/run/systemd/journal/socket")
+def _stderr_fd() -> int:
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return -1
+
+
+PLAIN_FORMAT = "quichsd[%(process)d]: %(levelname)s %(name)s: %(message)s"
+
+
+def handler_for(stderr: bool) -> logging.Handler:
+    """The handler of the output :func:`setup` chooses (module docstring, rules 1-4)."""
+    handler: logging.Handler
+    if not stderr and os.path.exists(journal.JOURNAL_SOCKET):
+        handler = journal.JournalHandler()
+        handler.setFormatter(OneLineFormatter("%(message)s"))
+    elif not stderr and journal.stream_is_journal(_stderr_fd()):
+        handler = journal.PrefixHandler(sys.stderr)
+        handler.setFormatter(OneLineFormatter("%(name)s: %(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(OneLineFormatter(PLAIN_FORMAT))
+    return handler
 
 
 def setup(
@@ -71,21 +116,8 @@ def setup(
     root = logging.getLogger("quichsd")
     for h in list(root.handlers):
         root.removeHandler(h)
-    handler: logging.Handler | None = None
-    if not stderr and journal_available():
-        try:
-            from systemd.journal import JournalHandler
-
-            handler = JournalHandler(SYSLOG_IDENTIFIER="quichsd")
-            handler.setFormatter(OneLineFormatter("%(message)s"))
-        except ImportError:
-            handler = None
-    if handler is None:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(
-            OneLineFormatter("quichsd[%(process)d]: %(levelname)s %(name)s: %(message)s")
-        )
-    root.addHandler(handler)
+        h.close()
+    root.addHandler(handler_for(stderr))
     root.setLevel(LEVELS[level])
     root.propagate = False
     set_gnutls_level(gnutls_level)

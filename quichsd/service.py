@@ -244,8 +244,9 @@ class HandshakeService:
         finally:
             if owned is not None:
                 owned.close()
+        fields = outcome_fields(result, "tcp" if tcp else "quic")
         if result.error is not None:
-            return HandshakeOutcome(result.status, (), result.error.reason), result
+            return HandshakeOutcome(result.status, (), result.error.reason, fields=fields), result
         remote = tuple(psk_serials)
         info = result.info
         if peer_key and not remote and info is not None and info.peer_certificates:
@@ -254,7 +255,8 @@ class HandshakeService:
                 info.peer_certificates[0], peer or "unknown peer", self.peer_key_keyring
             )
             remote = (serial,) if serial is not None else ()
-        return HandshakeOutcome(0, remote, describe(result) + (", kTLS" if tcp else "")), result
+        summary = describe(result) + (", kTLS" if tcp else "")
+        return HandshakeOutcome(0, remote, summary, fields=fields), result
 
     # -- auth modes -------------------------------------------------------------------------
     def _psk(
@@ -353,6 +355,22 @@ def completion_summary(
 
 
 _KNOWN_CIPHERS = frozenset(int(c) for c in Cipher)
+
+
+def outcome_fields(result: HandshakeResult, transport: str) -> tuple[tuple[str, str], ...]:
+    """The journal fields of what a handshake negotiated (quichsd(8), JOURNAL): the
+    transport, and on success the suite, group and ALPN as sent on the wire."""
+    fields = [("QUICHSD_TRANSPORT", transport)]
+    info = result.info
+    if info is not None:
+        if int(info.cipher) in _KNOWN_CIPHERS:
+            fields.append(("QUICHSD_CIPHER", uapi.CIPHER_SUITE_NAME[Cipher(info.cipher)]))
+        if info.group:
+            fields.append(("QUICHSD_GROUP", info.group))
+        if info.alpn:
+            fields.append(("QUICHSD_ALPN", printable(info.alpn)))
+        fields.append(("QUICHSD_RESUMED", "1" if info.resumed else "0"))
+    return tuple(fields)
 
 
 def describe(result: HandshakeResult) -> str:

@@ -26,7 +26,20 @@ BIN = Path(sys.executable).parent
 class QuichsdProcess:
     """``quichsd -s -c DIR/config.yaml``; ``body`` is the config without unix_socket."""
 
-    def __init__(self, d: Path, body: str, *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        d: Path,
+        body: str,
+        *,
+        env: dict[str, str] | None = None,
+        wrap: tuple[str, ...] = (),
+        stderr_only: bool = True,
+        journal_stream: bool = False,
+    ) -> None:
+        """``wrap``: a command prefix (e.g. ``unshare -m ...``); ``stderr_only`` False
+        leaves out ``-s``, so the daemon picks its log target itself; ``journal_stream``
+        sets ``JOURNAL_STREAM`` to the log file's device and inode, as systemd does for
+        the stream it connects to a service's stderr."""
         self.dir = d
         self.sock = d / "run" / "quichsd.sock"
         self.config = d / "config.yaml"
@@ -34,15 +47,18 @@ class QuichsdProcess:
             body + f"unix_socket:\n  path: {self.sock}\n  allowed_uids: [{os.getuid()}]\n"
         )
         self.log_path = d / "daemon.log"
+        out = self.log_path.open("w")
         full_env = dict(os.environ)
         full_env.pop("JOURNAL_STREAM", None)
+        if journal_stream:
+            st = os.fstat(out.fileno())
+            full_env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
         full_env.update(env or {})
+        argv = [str(BIN / "quichsd"), *(["-s"] if stderr_only else []), "-c", str(self.config)]
         self.proc = subprocess.Popen(
-            [str(BIN / "quichsd"), "-s", "-c", str(self.config)],
-            stdout=self.log_path.open("w"),
-            stderr=subprocess.STDOUT,
-            env=full_env,
+            [*wrap, *argv], stdout=out, stderr=subprocess.STDOUT, env=full_env
         )
+        out.close()
         t0 = time.monotonic()
         while not self.sock.exists() and time.monotonic() - t0 < 20 and self.proc.poll() is None:
             time.sleep(0.05)

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 from .. import metrics, uapi
 from ..errors import HandshakeError
-from ..log import completion_level
+from ..log import completion_level, event
 from . import codec
 from .codec import AcceptRequest, MalformedMessage
 from .transport import NetlinkTransport
@@ -57,7 +57,8 @@ DEFAULT_MAX_IN_FLIGHT = 64
 FD_RESERVE = 32
 _FD_RETRY = 1.0
 #: (DONE status, REMOTE_AUTH serials, reason for the completion line, DONE already sent)
-_Result = tuple[int, tuple[int, ...], str | None, bool]
+#: status, REMOTE_AUTH serials, reason, answered, journal fields
+_Result = tuple[int, tuple[int, ...], str | None, bool, tuple[tuple[str, str], ...]]
 _RECV_BACKOFF_MAX = 5.0
 
 
@@ -71,6 +72,8 @@ class HandshakeOutcome:
     reason: str | None = None  # appended to the completion line
     #: DONE was already sent by the process that ran the handshake (it held the fd)
     answered: bool = False
+    #: what the handshake negotiated, as journal fields (``QUICHSD_CIPHER``...)
+    fields: tuple[tuple[str, str], ...] = ()
 
 
 #: runs one handshake on an accepted QUIC socket. ``sock`` is the handler's own dup of
@@ -82,6 +85,18 @@ Handler = Callable[[AcceptRequest, socket.socket], Awaitable[HandshakeOutcome]]
 
 #: Linux aliases where ``errno.errorcode`` picks the name tlshd and the kernel docs don't
 _ERRNO_NAMES = {errno.EOPNOTSUPP: "EOPNOTSUPP", errno.EDEADLK: "EDEADLK"}
+
+
+#: QUICHSD_ROLE: the side quichsd plays (the kernel asks for a ClientHello or ServerHello)
+_ROLES: dict[int, str] = {
+    int(uapi.MsgType.CLIENTHELLO): "client",
+    int(uapi.MsgType.SERVERHELLO): "server",
+}
+
+
+def role_name(message_type: int) -> str:
+    """``client``/``server`` for a handshake's message type (its number if unknown)."""
+    return _ROLES.get(int(message_type), str(int(message_type)))
 
 
 def errno_name(code: int) -> str:
@@ -337,7 +352,7 @@ class HandshakeAgent:
                 log.error("netlink: malformed ACCEPT reply without a usable SOCKFD: %s", exc)
                 return
             sockfd = exc.sockfd
-            result: _Result = (exc.status, (), f"malformed ACCEPT reply: {exc}", False)
+            result: _Result = (exc.status, (), f"malformed ACCEPT reply: {exc}", False, ())
         sock: socket.socket | None = None
         peer = "<unknown peer>"
         try:
@@ -345,7 +360,7 @@ class HandshakeAgent:
                 sock = socket.socket(fileno=sockfd)
             except OSError as exc:
                 why = f"accepted fd {sockfd} is not a usable socket: {exc}"
-                result = (errno.EINVAL, (), why, False)
+                result = (errno.EINVAL, (), why, False, ())
             else:
                 # the peer as accepted: once DONE is sent (by a worker, before this line's
                 # turn) the consumer may already have closed it (getpeername: ENOTCONN)
@@ -364,9 +379,11 @@ class HandshakeAgent:
         try:
             proto = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL)
         except OSError as exc:
-            return errno.EINVAL, (), f"accepted fd {request.sockfd}: SO_PROTOCOL: {exc}", False
+            why = f"accepted fd {request.sockfd}: SO_PROTOCOL: {exc}"
+            return errno.EINVAL, (), why, False, ()
         if proto not in (self._quic_protocol, socket.IPPROTO_TCP):
-            return errno.EOPNOTSUPP, (), f"socket protocol {proto} is neither QUIC nor TCP", False
+            why = f"socket protocol {proto} is neither QUIC nor TCP"
+            return errno.EOPNOTSUPP, (), why, False, ()
         return await run_handler(self._handler, request, sock)
 
     async def _answer(
@@ -377,10 +394,27 @@ class HandshakeAgent:
         result: _Result,
         started: float,
     ) -> None:
-        status, remote_auth, reason, answered = result
+        status, remote_auth, reason, answered, fields = result
         what = f"{request.message_type.name}, {request.auth_mode.name}" if request else "UNKNOWN"
         line = f"handshake for {peer} ({what}) done: status {status_text(status)}"
-        log.log(completion_level(status), "%s%s", line, f" ({reason})" if reason else "")
+        log.log(
+            completion_level(status),
+            "%s%s",
+            line,
+            f" ({reason})" if reason else "",
+            extra=event(
+                "handshake_failed" if status else "handshake_succeeded",
+                QUICHSD_PEER=peer,
+                QUICHSD_PEER_NAME=request.peername if request else None,
+                QUICHSD_ROLE=role_name(request.message_type) if request else None,
+                QUICHSD_AUTH=request.auth_mode.name.lower() if request else None,
+                QUICHSD_STATUS=status,
+                QUICHSD_ERRNO=errno_name(status),
+                QUICHSD_DURATION_MS=f"{(time.monotonic() - started) * 1000:.0f}",
+                QUICHSD_SOURCE="netlink",
+                **dict(fields),
+            ),
+        )
         metrics.handshake_finished(
             "netlink",
             request.message_type if request else None,
@@ -403,17 +437,17 @@ async def run_handler(handler: Handler, request: AcceptRequest, sock: socket.soc
             status, note = errno.EIO, f"handler returned invalid key serials {remote_auth}"
             remote_auth = ()
     except HandshakeError as exc:
-        return exc.status, (), f"{type(exc).__name__}: {exc}", False
+        return exc.status, (), f"{type(exc).__name__}: {exc}", False, ()
     except Exception as exc:
         log.exception("handshake handler failed on fd %d", request.sockfd)
-        return errno.EIO, (), f"handler raised {type(exc).__name__}: {exc}", False
+        return errno.EIO, (), f"handler raised {type(exc).__name__}: {exc}", False, ()
     except asyncio.CancelledError:
         task = asyncio.current_task()
         if task is not None:
             task.uncancel()  # still answer DONE below; the task then ends normally
-        return errno.EIO, (), "agent shutting down", False
+        return errno.EIO, (), "agent shutting down", False, ()
     reason = "; ".join(r for r in (outcome.reason, note) if r) or None
-    return status, remote_auth, reason, outcome.answered
+    return status, remote_auth, reason, outcome.answered, outcome.fields
 
 
 async def send_done(

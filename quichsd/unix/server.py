@@ -35,9 +35,9 @@ import time
 from .. import metrics, uapi
 from ..accept import Throttled, accept_forever
 from ..driver import HandshakeResult
-from ..log import completion_level
+from ..log import completion_level, event
 from ..netlink import AcceptRequest, HandshakeOutcome
-from ..netlink.agent import errno_name, status_text
+from ..netlink.agent import errno_name, role_name, status_text
 from ..service import HandshakeService, completion_summary
 from . import codec, listen, wire
 from .remote import RemoteQuicSocket
@@ -274,14 +274,15 @@ class UnixService:
         handoff = msg.settings is None
         limit_s = self.service.timeout(accept) + GRACE
         remote: RemoteQuicSocket | None = None
+        fields: tuple[tuple[str, str], ...] = ()
         try:
             async with asyncio.timeout(limit_s):
                 if handoff:
-                    reply = await self._handoff(accept, rec)
+                    reply, fields = await self._handoff(accept, rec)
                 else:
                     remote = RemoteQuicSocket(conn, msg)
                     outcome, res = await self.service.handle_detailed(accept, conn, remote)
-                    reply = result_message(outcome, res)
+                    reply, fields = result_message(outcome, res), outcome.fields
         except TimeoutError:
             reply = codec.Result(errno.ETIMEDOUT, error=f"no result within {limit_s:g} s")
         except asyncio.CancelledError:  # daemon stopping: still answer, then end
@@ -299,10 +300,28 @@ class UnixService:
             reply = codec.Result(perr.status, error=str(perr))
         elif remote is None or not remote.gone:
             self._reply(conn, reply, cred)
-        what = f"{msg.role.name}, {msg.auth.name}, {'fd handoff' if handoff else 'socket-ops'}"
+        source = "fd handoff" if handoff else "socket-ops"
+        what = f"{msg.role.name}, {msg.auth.name}, {source}"
         note = reply.error if reply.status else _describe(reply, start)
         line = f"unix handshake for {cred} ({what}) done: status {status_text(reply.status)}"
-        log.log(completion_level(reply.status), "%s%s", line, f" ({note})" if note else "")
+        log.log(
+            completion_level(reply.status),
+            "%s%s",
+            line,
+            f" ({note})" if note else "",
+            extra=event(
+                "handshake_failed" if reply.status else "handshake_succeeded",
+                QUICHSD_PEER=str(cred),
+                QUICHSD_PEER_NAME=msg.peer_name,
+                QUICHSD_ROLE=role_name(msg.role),
+                QUICHSD_AUTH=msg.auth.name.lower(),
+                QUICHSD_STATUS=reply.status,
+                QUICHSD_ERRNO=errno_name(reply.status),
+                QUICHSD_DURATION_MS=f"{(time.monotonic() - start) * 1000:.0f}",
+                QUICHSD_SOURCE=source,
+                **dict(fields),
+            ),
+        )
         self._count(msg, reply.status, start)
 
     @staticmethod
@@ -310,13 +329,16 @@ class UnixService:
         elapsed = time.monotonic() - start
         metrics.handshake_finished("unix", msg.role, msg.auth, errno_name(status), elapsed)
 
-    async def _handoff(self, accept: AcceptRequest, rec: wire.Record) -> codec.Result:
+    async def _handoff(
+        self, accept: AcceptRequest, rec: wire.Record
+    ) -> tuple[codec.Result, tuple[tuple[str, str], ...]]:
+        """The reply to an fd handoff, and the outcome's journal fields."""
         fd = rec.fds.pop()
         try:
             sock = socket.socket(fileno=fd)
         except OSError as e:
             os.close(fd)
-            return codec.Result(errno.EOPNOTSUPP, error=f"fd is not a socket ({e.strerror})")
+            return codec.Result(errno.EOPNOTSUPP, error=f"fd is not a socket ({e.strerror})"), ()
         with sock:
             proto = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL)
             if proto not in (uapi.IPPROTO_QUIC, socket.IPPROTO_TCP):
@@ -324,9 +346,9 @@ class UnixService:
                     f"socket protocol {proto} is neither QUIC ({uapi.IPPROTO_QUIC}) nor TCP "
                     f"({socket.IPPROTO_TCP})"
                 )
-                return codec.Result(errno.EOPNOTSUPP, error=text)
+                return codec.Result(errno.EOPNOTSUPP, error=text), ()
             outcome, res = await self.service.handle_detailed(accept, sock)
-            return result_message(outcome, res)
+            return result_message(outcome, res), outcome.fields
 
 
 def _end_wait(wait: asyncio.Future[str], why: str) -> None:

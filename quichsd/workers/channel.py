@@ -5,7 +5,7 @@ Pickle is safe here: both ends are the same program, forked from one process, an
 socketpair is never reachable by anything else.
 
 main -> worker: ``("job", id, AcceptRequest)`` + 1 fd; ``("stats",)``; ``("ping", n)``.
-worker -> main: ``("hello", pid)``; ``("done", id, status, remote_auth, reason, answered)``;
+worker -> main: ``("hello", pid)``; ``("done", id, status, remote_auth, reason, answered, fields)``;
 ``("reloaded", ok, detail)``; ``("stats", pid, open_fds, in_flight)``; ``("pong", n)``.
 """
 

@@ -261,11 +261,12 @@ class WorkerPool:
     def _on_message(self, w: WorkerHandle, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "done":
-            _, jid, status, remote, reason, answered = message
+            _, jid, status, remote, reason, answered, fields = message
             fut = w.jobs.pop(jid, None)
             w.served += 1
             if fut is not None and not fut.done():
-                fut.set_result(HandshakeOutcome(status, tuple(remote), reason, answered))
+                outcome = HandshakeOutcome(status, tuple(remote), reason, answered, tuple(fields))
+                fut.set_result(outcome)
         elif kind == "hello":
             if w.ready is not None and not w.ready.done():
                 w.ready.set_result(None)

@@ -118,16 +118,17 @@ class Worker:
             sock = socket.socket(fileno=fd)
         except OSError as exc:  # not answered here: the main process answers with its fd
             os.close(fd)
-            await self._report(("done", jid, errno.EINVAL, (), f"handed-over fd: {exc}", False))
+            why = f"handed-over fd: {exc}"
+            await self._report(("done", jid, errno.EINVAL, (), why, False, ()))
             return
         request = dataclasses.replace(request, sockfd=fd)  # DONE names our fd number
         try:
-            status, remote, reason, _ = await run_handler(self._handler, request, sock)
+            status, remote, reason, _, fields = await run_handler(self._handler, request, sock)
             failed = await send_done(self._transport, fd, status, remote, format_peer(sock))
         finally:
             sock.close()
         reason = "; ".join(r for r in (reason, failed) if r) or None
-        await self._report(("done", jid, status, remote, reason, True))
+        await self._report(("done", jid, status, remote, reason, True, fields))
 
     async def _report(self, message: tuple[object, ...]) -> None:
         if not self._chan_open:

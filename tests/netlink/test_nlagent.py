@@ -779,7 +779,7 @@ async def test_completion_line_names_the_peer_as_accepted(
 async def test_successful_completion_lines_follow_log_handshake_completion(
     kernel: FakeKernel, logs: pytest.LogCaptureFixture
 ) -> None:
-    """log.handshake_completion false: successes at DEBUG, failures still at INFO."""
+    """log.handshake_completion false: successes at DEBUG, failures still at WARNING."""
     from quichsd import log as logsetup
 
     async def ok(request: AcceptRequest, sock: socket.socket) -> HandshakeOutcome:
@@ -804,4 +804,4 @@ async def test_successful_completion_lines_follow_log_handshake_completion(
         for r in logs.records
         if " done: status " in r.getMessage()
     }
-    assert levels == {"0 ": logging.DEBUG, "95": logging.INFO}, levels
+    assert levels == {"0 ": logging.DEBUG, "95": logging.WARNING}, levels
