@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import socket
 import struct
 from collections.abc import Iterator
@@ -146,3 +147,11 @@ def test_stream_is_journal_compares_dev_and_inode(
         assert not journal.stream_is_journal(f.fileno())
         monkeypatch.setenv("JOURNAL_STREAM", "junk")
         assert not journal.stream_is_journal(f.fileno())
+
+
+def test_every_message_id_is_documented_in_quichsd_8() -> None:
+    """quichsd(8) JOURNAL lists each MESSAGE_ID (users filter on them) and nothing else."""
+    page = (Path(__file__).resolve().parents[2] / "docs/man/quichsd.8").read_text()
+    section = page.split(".SH JOURNAL\n", 1)[1].split("\n.SH ", 1)[0]
+    documented = set(re.findall(r"^\.B ([0-9a-f]{32})$", section, re.M))
+    assert documented == set(journal.MESSAGE_IDS.values())
