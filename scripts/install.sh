@@ -67,6 +67,7 @@ sed -e "s|^ExecStart=/usr/sbin/quichsd -c /etc/quichsd/config.yaml\$|$exec_line|
     systemd/quichsd.service > "$unit"
 grep -qx "$exec_line" "$unit" || die "systemd/quichsd.service has no ExecStart line to rewrite"
 put 0644 "$unit" "$UNITDIR/quichsd.service"
+put 0644 systemd/quichsd.socket "$UNITDIR/quichsd.socket"
 
 config=$SYSCONFDIR/quichsd/config.yaml
 if [ -e "$DESTDIR$config" ]; then

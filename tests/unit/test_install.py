@@ -47,6 +47,7 @@ def test_staged_install_lays_out_unit_config_man_and_docs(tmp_path: Path) -> Non
     assert files(tmp_path) == {
         "/etc/quichsd/config.yaml": 0o644,
         "/usr/lib/systemd/system/quichsd.service": 0o644,
+        "/usr/lib/systemd/system/quichsd.socket": 0o644,
         # the daemon in sbin, as tlshd; the probe stays where the packaging tool put it
         "/usr/local/sbin/quichsd": 0o755,
         "/usr/local/bin/quichsd-probe": 0o755,
