@@ -14,7 +14,7 @@ APT_PACKAGES=(
   ngtcp2-client ngtcp2-server              # real QUIC peers on GnuTLS: gtlsclient / gtlsserver
   libkeyutils1 keyutils                    # kernel keyrings (libkeyutils via ctypes; keyctl for tests)
   libsystemd-dev pkg-config gcc            # to build systemd-python (sd_notify, journal)
-  systemd                                  # systemd-analyze (unit security check in the tests)
+  systemd                                  # systemd-analyze (unit check), systemd-socket-activate (LISTEN_FDS test)
   groff-base man-db                        # groff/man: tests/unit/test_man.py renders the man pages
   python3-venv
   python3-setuptools python3-wheel         # the distribution's own build (tests/unit/test_packaging.py)
