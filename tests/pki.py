@@ -149,6 +149,15 @@ class Pki:
         return out
 
 
+def write_peer_dir(d: Path) -> Path:
+    """``d`` with a fresh PKI (:meth:`Pki.write`) and the ``htdocs/index.html`` that
+    gtlsserver serves: the working directory of the ngtcp2 peers' tests."""
+    make_pki().write(d)
+    (d / "htdocs").mkdir()
+    (d / "htdocs" / "index.html").write_text("hello\n")
+    return d
+
+
 SERVER_NAMES = ("server.test", "localhost", "127.0.0.1")
 #: an internationalised name, as a U-label and as its IDNA2008 A-label
 IDN_U_LABEL = "bücher.test"

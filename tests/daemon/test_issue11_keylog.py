@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pki import make_pki
+from pki import write_peer_dir
 from quichsd_proc import QuichsdProcess, canary
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "interop"))
@@ -28,11 +28,7 @@ NSS_LINE = re.compile(r"[A-Z_0-9]+ [0-9a-f]{64} [0-9a-f]{64,96}")
 
 @pytest.fixture(scope="module")
 def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("pki11k")
-    make_pki().write(d)
-    (d / "htdocs").mkdir()
-    (d / "htdocs" / "index.html").write_text("hello\n")
-    return d
+    return write_peer_dir(tmp_path_factory.mktemp("pki11k"))
 
 
 @pytest.fixture(scope="module")

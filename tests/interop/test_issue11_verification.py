@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pki import IDN_A_LABEL, IDN_U_LABEL, make_pki
+from pki import IDN_A_LABEL, IDN_U_LABEL, write_peer_dir
 from quichsd_proc import QuichsdProcess, canary, via_connect
 from userspace_peers import GtlsServer, aioquic_echo_server, free_port, gtlsclient
 
@@ -39,11 +39,7 @@ REJECTED = f"The certificate is NOT trusted. The certificate chain {PURPOSE}"
 
 @pytest.fixture(scope="module")
 def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("pki11")
-    make_pki().write(d)
-    (d / "htdocs").mkdir()
-    (d / "htdocs" / "index.html").write_text("hello\n")
-    return d
+    return write_peer_dir(tmp_path_factory.mktemp("pki11"))
 
 
 def gtls(pki: Path, name: str) -> GtlsServer:

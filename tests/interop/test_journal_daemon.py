@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pki import make_pki
+from pki import write_peer_dir
 from quichsd_proc import QuichsdProcess, via_connect
 from userspace_peers import GtlsServer
 
@@ -38,11 +38,7 @@ STANDARD = {"MESSAGE", "PRIORITY", "SYSLOG_IDENTIFIER", "CODE_FILE", "CODE_LINE"
 
 @pytest.fixture(scope="module")
 def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("pkij")
-    make_pki().write(d)
-    (d / "htdocs").mkdir()
-    (d / "htdocs" / "index.html").write_text("hello\n")
-    return d
+    return write_peer_dir(tmp_path_factory.mktemp("pkij"))
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pki import make_pki
+from pki import write_peer_dir
 from userspace_peers import GtlsServer, UdpProxy
 
 from quichsd.config import parse_config
@@ -35,11 +35,7 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture(scope="module")
 def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("pki")
-    make_pki().write(d)
-    (d / "htdocs").mkdir()
-    (d / "htdocs" / "index.html").write_text("hello\n")
-    return d
+    return write_peer_dir(tmp_path_factory.mktemp("pki"))
 
 
 def gtls(pki: Path, name: str) -> GtlsServer:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pki import make_pki
+from pki import write_peer_dir
 from quichsd_proc import canary
 from userspace_peers import GtlsServer
 
@@ -50,11 +50,8 @@ class _Daemon:
 @pytest.mark.skipif(ACTIVATE is None, reason="systemd-socket-activate (package systemd) absent")
 async def test_listen_fds_hand_over_from_systemd_socket_activate(tmp_path: Path) -> None:
     assert ACTIVATE is not None
-    pki = tmp_path / "pki"
-    pki.mkdir()
-    make_pki().write(pki)
-    (pki / "htdocs").mkdir()
-    (pki / "htdocs" / "index.html").write_text("hello\n")
+    (tmp_path / "pki").mkdir()
+    pki = write_peer_dir(tmp_path / "pki")
     server = GtlsServer(pki, pki / "server.pem", pki / "server.key")
     activated = tmp_path / "activated.sock"
     configured = tmp_path / "configured" / "quichsd.sock"

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pki import make_pki
+from pki import write_peer_dir
 from quichsd_proc import QuichsdProcess, canary, via_connect
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "interop"))
@@ -33,11 +33,7 @@ FORGED = "quichsd[1]: INFO quichsd.unix: forged"  # the phrase is cut at 63 byte
 
 @pytest.fixture(scope="module")
 def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("pki11c")
-    make_pki().write(d)
-    (d / "htdocs").mkdir()
-    (d / "htdocs" / "index.html").write_text("hello\n")
-    return d
+    return write_peer_dir(tmp_path_factory.mktemp("pki11c"))
 
 
 @pytest.fixture(scope="module")
