@@ -321,6 +321,26 @@ def optional_path(ctx: _Ctx, node: Node, key: str) -> str | None:
     return None if _is(node, "null") else path(ctx, node, key)
 
 
+#: a PKCS#11 URL (RFC 7512) names a key GnuTLS reads from a token through p11-kit
+PKCS11_PREFIX = "pkcs11:"
+
+
+def key_location(ctx: _Ctx, node: Node, key: str) -> str | None:
+    """A private key: an absolute path, or a PKCS#11 URL (``pkcs11:...``), as tlshd allows."""
+    if _is(node, "null"):
+        return None
+    value = string(ctx, node, key)
+    if value.startswith(PKCS11_PREFIX):
+        if any(not ch.isprintable() or ch.isspace() for ch in value):
+            raise _Invalid(node, "a PKCS#11 URL has no spaces or control characters")
+        if len(value) == len(PKCS11_PREFIX):
+            raise _Invalid(node, f"{value!r} names no object (e.g. pkcs11:token=T;object=K)")
+        return value
+    if not value.startswith("/"):
+        raise _Invalid(node, f"{value!r} is not an absolute path or a pkcs11: URL")
+    return value
+
+
 def listen_address(ctx: _Ctx, node: Node, key: str) -> ListenAddress:
     value = string(ctx, node, key)
     m = re.fullmatch(r"\[([^\]]+)\]:(\d+)|([^:\[\]]+):(\d+)", value)
@@ -414,7 +434,11 @@ def section(cls: type, checks: dict[str, _Check]) -> _Check:
 
 
 _X509 = section(
-    X509Paths, {k: optional_path for k in ("truststore", "crl", "certificate", "private_key")}
+    X509Paths,
+    {
+        **{k: optional_path for k in ("truststore", "crl", "certificate")},
+        "private_key": key_location,
+    },
 )
 _SETTINGS = section(Settings, {
     "log": section(LogSettings, {

@@ -31,6 +31,7 @@ from .credentials import (
     load_credentials,
 )
 from .errors import GnuTLSError, LocalError
+from .gnutls.pkcs11 import shown as shown_url
 from .gnutls.x509 import certificate_dates
 from .service import build_certificate_credentials
 
@@ -87,13 +88,15 @@ def _explain(
         line = lines.get(f"{role}.x509.{key}")
         return f"{path}:{line}: {role}.x509.{key}" if line else f"{path}: {role}.x509.{key}"
 
-    if err.what == _KEY_PAIR:
-        cert, key = paths.certificate, paths.private_key
+    if err.what == _KEY_PAIR or "PKCS#11" in err.what:  # a key file, or a token's key
+        cert, key = paths.certificate, shown_url(paths.private_key or "")
         if err.code == KEY_MISMATCH:
             return (
                 f"{where('private_key')}: {key} does not match the certificate {cert} "
                 f"(GnuTLS: {err.message})"
             )
+        if err.what != _KEY_PAIR:
+            return f"{where('private_key')}: GnuTLS cannot {err.what}: {err.message}"
         return f"{where('private_key')}: GnuTLS cannot use {key} with {cert}: {err.message}"
     if "CRL" in err.what:
         return f"{where('crl')}: GnuTLS cannot load {paths.crl}: {err.message}"

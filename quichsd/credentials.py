@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from quichsd import keyring
-from quichsd.config import Settings, X509Paths
+from quichsd.config import PKCS11_PREFIX, Settings, X509Paths
 from quichsd.errors import LocalError, QuichsdError
 from quichsd.pem import (
     MAX_CHAIN_CERTS,
@@ -100,6 +100,8 @@ class X509Material:
     key: PrivateKey | None = None
     trust_pem: bytes | None = field(default=None, repr=False)
     crl_pem: bytes | None = field(default=None, repr=False)
+    #: the private key is on a PKCS#11 token (``pkcs11:`` URL); ``key`` is then None
+    key_url: str | None = None
 
     def release(self) -> None:
         """Zero a key read for this request only (cached config keys are left alone)."""
@@ -121,7 +123,7 @@ class Credentials:
         a kernel key cannot be read or is not DER.
         """
         base = self.client if role == "client" else self.server
-        chain, key = base.chain, base.key
+        chain, key, key_url = base.chain, base.key, base.key_url
         if cert_serial:
             der = _read_serial(cert_serial, "certificate")
             if not is_der_sequence(der):
@@ -133,7 +135,8 @@ class Credentials:
                 raw[:] = bytes(len(raw))
                 raise LocalError(f"key serial {key_serial}: private key is not DER")
             key = PrivateKey(raw, Format.DER, f"key serial {key_serial}", transient=True)
-        return X509Material(chain, key, base.trust_pem, base.crl_pem)
+            key_url = None
+        return X509Material(chain, key, base.trust_pem, base.crl_pem, key_url)
 
     def wipe(self) -> None:
         for material in (self.client, self.server):
@@ -229,7 +232,10 @@ def _load_role(role: Role, paths: X509Paths, errors: list[str]) -> X509Material:
                 chain = CertChain(bytes(data), Format.PEM, n, paths.certificate)
             except PemError as exc:
                 errors.append(f"{paths.certificate}: {role} certificate: {exc}")
-    if paths.private_key is not None:
+    key_url = None
+    if paths.private_key is not None and paths.private_key.startswith(PKCS11_PREFIX):
+        key_url = paths.private_key  # GnuTLS opens it on the token (quichsd.gnutls.pkcs11)
+    elif paths.private_key is not None:
         try:
             raw = read_file(paths.private_key, secret=True, limit=MAX_KEY_BYTES)
             try:
@@ -254,7 +260,7 @@ def _load_role(role: Role, paths: X509Paths, errors: list[str]) -> X509Material:
                 crl = bytes(data)
         except PemError as exc:
             errors.append(f"{p}: {role} {label}: {exc}")
-    return X509Material(chain, key, trust, crl)
+    return X509Material(chain, key, trust, crl, key_url)
 
 
 def load_credentials(settings: Settings) -> Credentials:

@@ -71,7 +71,9 @@ def build_certificate_credentials(m: X509Material, *, need_key: bool) -> Certifi
     """GnuTLS credentials from loaded material (own chain + key, trust, CRL)."""
     cc = CertificateCredentials()
     try:
-        if m.chain is not None and m.key is not None:
+        if m.chain is not None and m.key_url is not None:
+            cc.set_key_url(m.chain.data, m.key_url, der=m.chain.format is Format.DER)
+        elif m.chain is not None and m.key is not None:
             key = bytes(m.key.data)
             der = m.chain.format is Format.DER
             if m.key.format is not m.chain.format:  # GnuTLS takes one format for both

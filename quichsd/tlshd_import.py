@@ -12,8 +12,9 @@ tlshd (oracle/ktls-utils) reads a GLib key file, ``/etc/tlshd/config`` or the ol
                                        ``.nfsd`` are always linked by both, so dropped)
 ``[authenticate.client|server]``       ``client.x509`` / ``server.x509``:
 ``x509.truststore``, ``x509.crl``,     ``truststore``, ``crl``, ``certificate``,
-``x509.certificate``,                  ``private_key`` (absolute paths; a PKCS#11 URL or a
-``x509.private_key``                   relative path is reported, not converted)
+``x509.certificate``,                  ``private_key`` (absolute paths, and a PKCS#11 URL
+``x509.private_key``                   for the key; a relative path is reported, not
+                                       converted)
 ``x509.pq.certificate``,               no equivalent (reported): quichsd presents one
 ``x509.pq.private_key``                certificate per role
 =====================================  ===============================================
@@ -170,12 +171,16 @@ def convert(text: str, path: str) -> Conversion:
                 continue
             role = group.split(".")[1]
             value = e.value
-            if value.startswith("pkcs11:"):
+            if value.startswith("pkcs11:") and key != "x509.private_key":
                 note(
                     e,
-                    "a PKCS#11 URL: quichsd reads keys from files or the kernel keyring "
-                    "only (not yet PKCS#11); not converted",
+                    "a PKCS#11 URL: quichsd takes PKCS#11 URLs for private keys only, "
+                    "certificates from files or the kernel keyring; not converted",
                 )
+                continue
+            if value.startswith("pkcs11:"):
+                section = doc.setdefault(role, {})
+                section.setdefault("x509", {})["private_key"] = value  # type: ignore[attr-defined]
                 continue
             if not value.startswith("/"):
                 note(e, f"relative path {value!r}: quichsd needs an absolute path; not converted")

@@ -13,6 +13,7 @@ APT_PACKAGES=(
   "libgnutls30t64|libgnutls30" libgnutls28-dev gnutls-bin  # GnuTLS (QUIC API >= 3.7), certtool, headers
   ngtcp2-client ngtcp2-server              # real QUIC peers on GnuTLS: gtlsclient / gtlsserver
   libkeyutils1 keyutils                    # kernel keyrings (libkeyutils via ctypes; keyctl for tests)
+  softhsm2 p11-kit                         # a real PKCS#11 token for private_key: pkcs11: URLs (tests)
   libsystemd-dev pkg-config gcc            # to build systemd-python (sd_notify, journal)
   systemd                                  # systemd-analyze (unit check), systemd-socket-activate (LISTEN_FDS test)
   groff-base man-db                        # groff/man: tests/unit/test_man.py renders the man pages

@@ -41,6 +41,14 @@ class CertificateCredentials:
         L.check(ret, "load certificate and private key")
         self.has_key = True
 
+    def set_key_url(self, chain: bytes, url: str, *, der: bool = False) -> None:
+        """Our certificate chain and a private key on a PKCS#11 token (``pkcs11:`` URL)."""
+        from .pkcs11 import set_key_url
+
+        assert self.handle is not None
+        set_key_url(self.handle, chain, url, der=der)
+        self.has_key = True
+
     def set_trust(self, pem: bytes | None) -> int:
         """Trust anchors from PEM bytes, or the system trust store when None."""
         if pem is None:

@@ -169,6 +169,24 @@ BAD: list[tuple[str, str, list[str]]] = [
         [f"{P}:3: client.x509.truststore: 'ca.pem' is not an absolute path"],
     ),
     (
+        "relative key path",
+        "server:\n  x509:\n    certificate: /c.pem\n    private_key: k.pem\n",
+        [f"{P}:4: server.x509.private_key: 'k.pem' is not an absolute path or a pkcs11: URL"],
+    ),
+    (
+        "empty PKCS#11 URL",
+        "server:\n  x509:\n    certificate: /c.pem\n    private_key: 'pkcs11:'\n",
+        [
+            f"{P}:4: server.x509.private_key: 'pkcs11:' names no object "
+            "(e.g. pkcs11:token=T;object=K)"
+        ],
+    ),
+    (
+        "PKCS#11 URL with a space",
+        "server:\n  x509:\n    certificate: /c.pem\n    private_key: 'pkcs11:token=a b'\n",
+        [f"{P}:4: server.x509.private_key: a PKCS#11 URL has no spaces or control characters"],
+    ),
+    (
         "unknown enum value",
         "server:\n  client_certificate: optional\n",
         [

@@ -89,15 +89,12 @@ def test_every_tlshd_key(tmp_path: Path) -> None:
     assert s.client.x509.certificate == f"{tmp_path}/client.pem"
     assert s.client.x509.private_key == f"{tmp_path}/client.key"
     assert s.client.x509.crl is None  # empty in tlshd means unset
-    # the server's key is a PKCS#11 URL (not converted), so its certificate goes too
-    assert s.server.x509.certificate is None and s.server.x509.private_key is None
+    # the server's key is a PKCS#11 URL: converted as it is (GnuTLS opens it on the token)
+    assert s.server.x509.certificate == f"{tmp_path}/server.pem"
+    assert s.server.x509.private_key == "pkcs11:token=t;object=k"
     assert s.server.x509.truststore == f"{tmp_path}/ca.pem" and s.server.x509.crl is None
     by_line = {int(n.split(":")[1]): n for n in r.notes}
-    assert list(by_line) == [3, 4, 5, 15, 19, 20, 21, 22, 23]  # sorted by line
-    assert by_line[19].endswith(
-        "[authenticate.server] x509.certificate: not converted either: quichsd needs it "
-        "with its x509.private_key"
-    )
+    assert list(by_line) == [3, 4, 5, 15, 21, 22, 23]  # sorted by line
     assert by_line[3] == (
         f"{src}:3: [debug] tls: GnuTLS debug level 12 capped at 8 (level 9 logs TLS record "
         "keys: quichsd allows it only with log.keylog_file set)"
@@ -105,7 +102,6 @@ def test_every_tlshd_key(tmp_path: Path) -> None:
     assert "[debug] nl: no equivalent" in by_line[4]
     assert "[debug] delay_done: no equivalent" in by_line[5]
     assert "[authenticate.client] x509.pq.certificate: no equivalent" in by_line[15]
-    assert "PKCS#11 URL" in by_line[20] and "not converted" in by_line[20]
     assert "x509.pq.private_key: no equivalent" in by_line[21]
     assert (
         by_line[22]
@@ -186,3 +182,21 @@ def test_default_path_and_errors(
     )
     assert cli.main(["--import-tlshd-config", str(tmp_path / "nope")]) == 1
     assert "cannot read: No such file or directory" in capsys.readouterr().err
+
+
+def test_pkcs11_urls_convert_for_keys_only() -> None:
+    """A PKCS#11 URL is taken for a private key (quichsd opens it on the token), not for
+    a certificate: that one, and so its key, is reported."""
+    text = (
+        "[authenticate.client]\nx509.certificate=pkcs11:token=t;object=c\n"
+        "x509.private_key=pkcs11:token=t;object=k\n"
+    )
+    r = convert(text, "/etc/tlshd/config")
+    s = parse_config(r.yaml_text, "/etc/quichsd/config.yaml")
+    assert s.client.x509.certificate is None and s.client.x509.private_key is None
+    assert r.notes[0] == (
+        "/etc/tlshd/config:2: [authenticate.client] x509.certificate: a PKCS#11 URL: quichsd "
+        "takes PKCS#11 URLs for private keys only, certificates from files or the kernel "
+        "keyring; not converted"
+    )
+    assert "x509.private_key: not converted either" in r.notes[1]
