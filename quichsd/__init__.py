@@ -1,3 +1,3 @@
 """quichsd: TLS 1.3 handshake agent for kernel TCP consumers (kTLS) and QUIC sockets."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
