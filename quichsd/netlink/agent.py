@@ -56,8 +56,8 @@ DEFAULT_MAX_IN_FLIGHT = 64
 #: descriptors kept free before an ACCEPT (the handshake, a worker hand-over, a log file...)
 FD_RESERVE = 32
 _FD_RETRY = 1.0
-#: (DONE status, REMOTE_AUTH serials, reason for the completion line, DONE already sent)
-#: status, REMOTE_AUTH serials, reason, answered, journal fields
+#: (DONE status, REMOTE_AUTH serials, reason for the completion line, DONE already sent,
+#: journal fields of the outcome)
 _Result = tuple[int, tuple[int, ...], str | None, bool, tuple[tuple[str, str], ...]]
 _RECV_BACKOFF_MAX = 5.0
 
