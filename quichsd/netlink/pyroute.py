@@ -26,12 +26,16 @@ import os
 import struct
 from typing import Any
 
-from pyroute2.netlink import nlmsg
-from pyroute2.netlink.exceptions import NetlinkError
+from .lean import import_lean
 
-from .. import uapi
-from . import codec
-from .transport import HandshakeFamilyUnavailable, NetlinkTransport
+import_lean()  # before any pyroute2 import: see quichsd.netlink.lean
+
+from pyroute2.netlink import nlmsg  # noqa: E402
+from pyroute2.netlink.exceptions import NetlinkError  # noqa: E402
+
+from .. import uapi  # noqa: E402
+from . import codec  # noqa: E402
+from .transport import HandshakeFamilyUnavailable, NetlinkTransport  # noqa: E402
 
 try:
     from pyroute2.netlink.generic import AsyncGenericNetlinkSocket
