@@ -77,7 +77,7 @@ from .keylog import KeyLogFile, open_keylog
 from .keylog import warning as keylog_warning
 from .metrics_http import MetricsEndpoint
 from .netlink import HandshakeAgent, HandshakeFamilyUnavailable
-from .netlink.pyroute import netlink_transport
+from .netlink.transports import netlink_transport
 from .service import HandshakeService
 from .unix.listen import ListenError
 from .unix.server import UnixService

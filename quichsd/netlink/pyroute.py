@@ -22,79 +22,29 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import os
-import struct
-from typing import Any
 
 from .lean import import_lean
 
 import_lean()  # before any pyroute2 import: see quichsd.netlink.lean
 
-from pyroute2.netlink import nlmsg  # noqa: E402
 from pyroute2.netlink.exceptions import NetlinkError  # noqa: E402
 
 from .. import uapi  # noqa: E402
 from . import codec  # noqa: E402
-from .transport import HandshakeFamilyUnavailable, NetlinkTransport  # noqa: E402
+from .pyroute_msg import _os_error, _raw, _RawGenlMsg  # noqa: E402
+from .transport import HandshakeFamilyUnavailable  # noqa: E402
 
 try:
     from pyroute2.netlink.generic import AsyncGenericNetlinkSocket
 except ImportError:  # pyroute2 < 0.9: Debian 12's 0.7.2, Debian 13's 0.7.7 (see pyroute07)
     AsyncGenericNetlinkSocket = None
+#: pyroute2 has the asyncio API :class:`PyrouteTransport` needs (0.9 and later)
+HAS_ASYNC_API = AsyncGenericNetlinkSocket is not None
 
 log = logging.getLogger("quichsd.netlink")
 
 #: an ACCEPT/DONE the kernel never answers would otherwise stall the agent forever
 REQUEST_TIMEOUT = 10.0
-
-
-class _RawGenlMsg(nlmsg):  # type: ignore[misc]
-    """A message pyroute2 frames and routes but whose payload it leaves alone."""
-
-    def decode(self) -> None:
-        fields = (0, 0, 0, 0, 0)
-        if len(self.data) - self.offset >= codec.NLMSG_HDR.size:
-            fields = codec.NLMSG_HDR.unpack_from(self.data, self.offset)
-        names = ("length", "type", "flags", "sequence_number", "pid")
-        self["header"] = dict(zip(names, fields, strict=True))
-        self.length = max(fields[0], 4)
-        self.decoded = True
-
-    def encode(self) -> None:
-        hdr = self["header"]
-        data = codec.frame(
-            hdr["type"], hdr["flags"], hdr["sequence_number"], hdr["pid"], self["body"]
-        )
-        self.data.extend(data)
-        self.length = hdr["length"] = len(data)
-
-
-def _raw(msg: Any) -> bytes:
-    """The whole nlmsg a parsed pyroute2 message came from."""
-    length = struct.unpack_from("=I", msg.data, msg.offset)[0]
-    return bytes(msg.data[msg.offset : msg.offset + length])
-
-
-def _os_error(exc: BaseException) -> OSError:
-    if isinstance(exc, OSError):
-        return exc
-    code = getattr(exc, "code", None) or errno.EIO
-    return OSError(code, f"netlink: {os.strerror(code)}")
-
-
-def netlink_transport(
-    *,
-    family: str = uapi.HANDSHAKE_FAMILY_NAME,
-    group: str = uapi.HANDSHAKE_MCGRP_TLSHD,
-    join: bool = True,
-) -> NetlinkTransport:
-    """The transport for the installed pyroute2: its asyncio API where it has one
-    (0.9 and later), else the synchronous one of 0.7 (:mod:`quichsd.netlink.pyroute07`)."""
-    if AsyncGenericNetlinkSocket is not None:
-        return PyrouteTransport(family=family, group=group, join=join)
-    from .pyroute07 import Pyroute07Transport
-
-    return Pyroute07Transport(family=family, group=group, join=join)
 
 
 class PyrouteTransport:

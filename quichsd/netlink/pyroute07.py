@@ -1,7 +1,7 @@
 """:class:`~quichsd.netlink.transport.NetlinkTransport` on pyroute2 0.7's synchronous API.
 
 Debian ships pyroute2 0.7 (0.7.2 in Debian 12, 0.7.7 in Debian 13), which has no asyncio
-API; :func:`quichsd.netlink.pyroute.netlink_transport` picks this class there. Two
+API; :func:`quichsd.netlink.transports.netlink_transport` picks this class there. Two
 ``GenericNetlinkSocket`` s, as in the asyncio transport and for the same reasons:
 
 * the *multicast* socket joins ``tlshd``; the event loop watches its fd
@@ -29,7 +29,7 @@ from pyroute2.netlink.generic import GenericNetlinkSocket
 
 from .. import uapi
 from . import codec
-from .pyroute import _os_error, _raw, _RawGenlMsg
+from .pyroute_msg import _os_error, _raw, _RawGenlMsg
 from .transport import HandshakeFamilyUnavailable
 
 log = logging.getLogger("quichsd.netlink")

@@ -11,15 +11,30 @@ try anyway, as no exception may reach C (rule 6 of :mod:`quichsd.tls.engine`).
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..gnutls import _lib as L
 
-if TYPE_CHECKING:
-    from .engine import Engine
 
-#: session handle -> its Engine; Engine.__init__ adds, Engine.close removes (before deinit)
-LIVE: dict[int, weakref.ReferenceType[Engine]] = {}
+class SessionCallbacks(Protocol):
+    """What a callback calls on the object that owns the session: the QUIC
+    :class:`~quichsd.tls.engine.Engine`, or the TCP :class:`~quichsd.tls.tcp.TcpSession`
+    (which registers for the callbacks TCP sets up only). Defined here, so this module
+    imports nothing above it."""
+
+    def _on_read(self, s: int, glevel: int, htype: int, data: int, size: int) -> int: ...
+    def _on_secret(self, s: int, glevel: int, rx: int | None, tx: int | None, size: int) -> int: ...
+    def _on_alert(self, s: int, glevel: int, alevel: int, desc: int) -> int: ...
+    def _on_tp_recv(self, s: int, data: int, size: int) -> int: ...
+    def _on_tp_send(self, s: int, buf: int) -> int: ...
+    def _on_client_hello(self, s: int, htype: int, when: int, inc: int, msg: Any) -> int: ...
+    def _on_verify_optional(self, s: int) -> int: ...
+    def _on_psk(self, s: int, username: Any, key: Any) -> int: ...
+    def _on_keylog(self, s: int, label: bytes, secret: Any) -> int: ...
+
+
+#: session handle -> its owner; added from gnutls_init, removed before gnutls_deinit
+LIVE: dict[int, weakref.ReferenceType[SessionCallbacks]] = {}
 
 
 def _cb_read(s: int, glevel: int, htype: int, data: int, size: int) -> int:

@@ -16,7 +16,14 @@ import asyncio
 from typing import Any
 
 from .. import uapi
-from ..probe import UsageError, listen, load_session, open_client_socket, parse_alpns, parse_ciphers
+from ..probe_common import (
+    UsageError,
+    listen,
+    load_session,
+    open_client_socket,
+    parse_alpns,
+    parse_ciphers,
+)
 from ..probe_flow import client_run, serve_run
 from ..probe_trace import TraceSocket
 from . import codec

@@ -26,7 +26,7 @@ from quichsd_proc import QuichsdProcess, canary, via_connect
 from userspace_peers import GtlsServer, aioquic_echo_server, free_port, gtlsclient
 
 from quichsd.driver import HandshakeRequest, run_handshake
-from quichsd.probe import certificate_credentials
+from quichsd.probe_common import certificate_credentials
 from quichsd.tls.engine import Role
 from quichsd.userspace.aioquic import UserspaceQuicSocket
 

@@ -24,7 +24,7 @@ from userspace_peers import GtlsServer, UdpProxy
 from quichsd.config import parse_config
 from quichsd.driver import TlsPolicy
 from quichsd.gnutls.features import features
-from quichsd.probe import daemon_policy
+from quichsd.probe_common import daemon_policy
 from quichsd.tls.engine import ResumptionKx
 from quichsd.uapi import Cipher
 

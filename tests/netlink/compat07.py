@@ -15,9 +15,10 @@ import struct
 import sys
 
 from quichsd.netlink.codec import iter_attrs, parse_message
-from quichsd.netlink.pyroute import AsyncGenericNetlinkSocket, netlink_transport
+from quichsd.netlink.pyroute import AsyncGenericNetlinkSocket
 from quichsd.netlink.pyroute07 import Pyroute07Transport
 from quichsd.netlink.transport import HandshakeFamilyUnavailable
+from quichsd.netlink.transports import netlink_transport
 
 GENL_ID_CTRL = 0x10
 NETLINK_GENERIC = 16
