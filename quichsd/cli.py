@@ -10,11 +10,11 @@ import sys
 from . import __version__
 from . import log as logsetup
 from .config import MAX_CONFIG_BYTES, Settings, load_config_lines
-from .credcheck import load_checked
-from .credentials import CredentialsError
-from .errors import ConfigError
-from .gnutls.features import features
+from .errors import ConfigError, LibraryUnavailable
 from .tlshd_import import TLSHD_CONFIG_PATHS, KeyFileError, convert
+
+#: exit status when a library quichsd needs (GnuTLS) cannot be loaded: quichsd(8)
+EXIT_NO_LIBRARY = 3
 
 DEFAULT_CONFIG = "/etc/quichsd/config.yaml"
 log = logging.getLogger("quichsd")
@@ -84,13 +84,28 @@ def import_tlshd(path: str) -> int:
 def _load(path: str, explicit: bool) -> tuple[Settings, dict[str, int]]:
     if not explicit and not os.path.exists(path):
         return Settings(), {}
+    from .gnutls.features import features  # needs GnuTLS: LibraryUnavailable
+
     return load_config_lines(path, available_groups=features().groups)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``--help``, ``--version`` and ``--import-tlshd-config`` need no TLS library; the
+    rest prints one line and exits 3 when GnuTLS cannot be loaded."""
     args = parser().parse_args(argv)
     if args.import_tlshd_config is not None:
         return import_tlshd(args.import_tlshd_config)
+    try:
+        return _run(args)
+    except LibraryUnavailable as e:
+        sys.stderr.write(f"quichsd: {e}\n")
+        return EXIT_NO_LIBRARY
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .credcheck import load_checked
+    from .credentials import CredentialsError
+
     path = args.config or DEFAULT_CONFIG
     try:
         settings, lines = _load(path, args.config is not None)

@@ -23,6 +23,11 @@ class ConfigError(QuichsdError):
         super().__init__("\n".join(self.errors))
 
 
+class LibraryUnavailable(QuichsdError):
+    """A shared library quichsd needs cannot be loaded, or lacks what quichsd calls; the
+    message is one line naming the library and the package to install."""
+
+
 class GnuTLSError(QuichsdError):
     """A GnuTLS call failed."""
 

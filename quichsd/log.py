@@ -30,7 +30,6 @@ import os
 import sys
 
 from . import journal
-from .gnutls import _lib as gnutls
 from .logtext import one_line
 
 NOTICE = journal.NOTICE
@@ -124,8 +123,14 @@ def setup(
 
 
 def set_gnutls_level(level: int) -> None:
-    """Route GnuTLS's debug log to ``quichsd.gnutls`` at DEBUG (0 turns it off)."""
+    """Route GnuTLS's debug log to ``quichsd.gnutls`` at DEBUG (0 turns it off). Level 0
+    with no bridge installed leaves GnuTLS alone (its default), so logging can be set up
+    where GnuTLS cannot be loaded (``--version``, ``--import-tlshd-config``)."""
     global _gnutls_cb
+    if level == 0 and _gnutls_cb is None:
+        return
+    from .gnutls import _lib as gnutls
+
     if level > 0 and _gnutls_cb is None:
 
         def cb(lvl: int, msg: bytes | None) -> None:

@@ -13,7 +13,7 @@ import ctypes as C
 import os
 from typing import Any
 
-from ..errors import GnuTLSError
+from ..errors import GnuTLSError, LibraryUnavailable
 
 #: GnuTLS writes every traffic secret to the file ``SSLKEYLOGFILE`` names (its default
 #: key-log function, 0644, no log line). quichsd logs keys only when its config says so
@@ -21,7 +21,16 @@ from ..errors import GnuTLSError
 #: read it. True if it was set (the daemon says it was ignored).
 SSLKEYLOGFILE_IGNORED = os.environ.pop("SSLKEYLOGFILE", None) is not None
 
-_lib = C.CDLL("libgnutls.so.30")
+LIBRARY = "libgnutls.so.30"
+#: the oldest GnuTLS with the QUIC API quichsd uses (gnutls_handshake_write and friends)
+MIN_VERSION = "3.7.2"
+#: Debian's package of the library: libgnutls30t64 from Debian 13 on, libgnutls30 before
+PACKAGE_HINT = "install GnuTLS 3.7.2 or later (Debian: libgnutls30t64, or libgnutls30 on Debian 12)"
+
+try:
+    _lib = C.CDLL(LIBRARY)
+except OSError as _e:
+    raise LibraryUnavailable(f"cannot load {LIBRARY}: {_e}; {PACKAGE_HINT}") from None
 
 session_t = C.c_void_p
 buffer_t = C.c_void_p
@@ -171,7 +180,12 @@ log_func_t = C.CFUNCTYPE(None, C.c_int, C.c_char_p)
 
 
 def _fn(name: str, restype: Any, *argtypes: Any) -> Any:
-    f = _lib[name]
+    try:
+        f = _lib[name]
+    except AttributeError:
+        raise LibraryUnavailable(
+            f"{LIBRARY} has no {name}: this GnuTLS lacks the QUIC API; {PACKAGE_HINT}"
+        ) from None
     f.restype = restype
     f.argtypes = list(argtypes)
     return f
@@ -183,6 +197,9 @@ _I = C.c_int
 _U = C.c_uint
 
 gnutls_check_version = _fn("gnutls_check_version", C.c_char_p, C.c_char_p)
+if not gnutls_check_version(MIN_VERSION.encode()):
+    _have = (gnutls_check_version(None) or b"unknown").decode()
+    raise LibraryUnavailable(f"GnuTLS {_have} is older than {MIN_VERSION}; {PACKAGE_HINT}")
 gnutls_strerror = _fn("gnutls_strerror", C.c_char_p, _I)
 gnutls_error_is_fatal = _fn("gnutls_error_is_fatal", _I, _I)
 gnutls_alert_get_name = _fn("gnutls_alert_get_name", C.c_char_p, _I)

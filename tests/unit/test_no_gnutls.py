@@ -1,0 +1,64 @@
+"""Issue 13 item 8: without a loadable libgnutls, ``quichsd --version``, ``--help`` and
+``--import-tlshd-config`` work, and every other command prints one line naming the
+library and the package to install, exit status 3, no traceback.
+
+The library is really unloadable: the daemon runs in a private mount namespace where
+/dev/null is bind-mounted over the libgnutls file the dynamic loader would open.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from quichsd import __version__
+from quichsd.gnutls import _lib
+
+pytestmark = pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1)")
+QUICHSD = str(Path(sys.executable).parent / "quichsd")
+
+
+def loaded_gnutls() -> str:
+    """The file this process mapped for libgnutls.so.30."""
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        if "libgnutls.so.30" in line:
+            return line.split()[-1]
+    raise AssertionError("libgnutls not mapped")
+
+
+def without_gnutls(*args: str) -> subprocess.CompletedProcess[str]:
+    lib = loaded_gnutls()
+    script = f'mount --bind /dev/null "{lib}" && exec "$@"'
+    return subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", QUICHSD, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_version_help_and_import_work_without_gnutls(tmp_path: Path) -> None:
+    r = without_gnutls("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"quichsd {__version__}", r
+    r = without_gnutls("--help")
+    assert r.returncode == 0 and "--import-tlshd-config" in r.stdout, r
+    conf = tmp_path / "tlshd.conf"
+    conf.write_text("[authenticate]\nkeyrings=quic\n")
+    r = without_gnutls("--import-tlshd-config", str(conf))
+    assert r.returncode == 0 and "keyrings:\n- quic\n" in r.stdout, r
+
+
+@pytest.mark.parametrize("args", [(), ("--check",), ("-s",)])
+def test_other_commands_say_one_line_and_exit_3(args: tuple[str, ...], tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("log:\n  level: info\n")
+    r = without_gnutls(*args, "-c", str(cfg))
+    assert r.returncode == 3, r
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0].startswith(f"quichsd: cannot load {_lib.LIBRARY}: "), lines
+    assert lines[0].endswith(_lib.PACKAGE_HINT), lines
