@@ -362,6 +362,9 @@ class SessionKeyrings:
             for name in dict.fromkeys((*ALWAYS_LINKED_KEYRINGS, *names)):
                 try:
                     serial = keyring.find_keyring(name)
+                except keyring.KeyutilsUnavailable as exc:  # once, not once per keyring
+                    log.warning("keyrings not linked: %s", exc)
+                    break
                 except keyring.KeyringError as exc:
                     level = logging.DEBUG if exc.errno == errno.ENOKEY else logging.WARNING
                     log.log(level, "keyring %s not linked: %s", name, exc)

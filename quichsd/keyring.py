@@ -68,6 +68,20 @@ class KeyringError(OSError, QuichsdError):
         return str(self.strerror)
 
 
+class KeyutilsUnavailable(KeyringError):
+    """libkeyutils cannot be loaded: no keyring call can work (errno ELIBACC)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(errno.ELIBACC, "dlopen", path)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return (
+            f"cannot load {self.what}: {self.reason}; kernel keyrings are unavailable "
+            "(install libkeyutils1)"
+        )
+
+
 def describe_serial(serial: int) -> str:
     """Human name of a key serial for messages: ``key 123`` or ``@s``."""
     return _SPECIAL_NAMES.get(serial, f"key {serial}")
@@ -81,7 +95,7 @@ class _Lib:
         try:
             lib = ctypes.CDLL(path, use_errno=True)
         except OSError as exc:
-            raise KeyringError(errno.ENOSYS, "dlopen", f"{path}: {exc}") from exc
+            raise KeyutilsUnavailable(path, str(exc)) from exc
         self.libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         c_char_p, c_void_p, c_long, c_int = (
             ctypes.c_char_p,

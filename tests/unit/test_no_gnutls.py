@@ -22,16 +22,16 @@ pytestmark = pytest.mark.skipif(shutil.which("unshare") is None, reason="needs u
 QUICHSD = str(Path(sys.executable).parent / "quichsd")
 
 
-def loaded_gnutls() -> str:
-    """The file this process mapped for libgnutls.so.30."""
+def mapped(soname: str) -> str:
+    """The file this process mapped for the library ``soname``."""
     for line in Path("/proc/self/maps").read_text().splitlines():
-        if "libgnutls.so.30" in line:
+        if soname in line:
             return line.split()[-1]
-    raise AssertionError("libgnutls not mapped")
+    raise AssertionError(f"{soname} not mapped")
 
 
 def without_gnutls(*args: str) -> subprocess.CompletedProcess[str]:
-    lib = loaded_gnutls()
+    lib = mapped("libgnutls.so.30")
     script = f'mount --bind /dev/null "{lib}" && exec "$@"'
     return subprocess.run(
         ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", QUICHSD, *args],
@@ -62,3 +62,34 @@ def test_other_commands_say_one_line_and_exit_3(args: tuple[str, ...], tmp_path:
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert lines[0].startswith(f"quichsd: cannot load {_lib.LIBRARY}: "), lines
     assert lines[0].endswith(_lib.PACKAGE_HINT), lines
+
+
+def test_without_libkeyutils_one_warning_with_the_reason(tmp_path: Path) -> None:
+    """libkeyutils unloadable: the daemon still starts and says so once (not once per
+    keyring, and not as ENOSYS), naming the package."""
+    import ctypes.util
+
+    ctypes.CDLL(ctypes.util.find_library("keyutils") or "libkeyutils.so.1")
+    lib = mapped("libkeyutils.so.1")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"unix_socket:\n  path: {tmp_path / 'q.sock'}\n")
+    script = f'mount --bind /dev/null "{lib}" && exec "$@"'
+    proc = subprocess.Popen(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
+         QUICHSD, "-s", "-c", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line.rstrip("\n"))
+        if "running:" in line:
+            break
+    proc.terminate()
+    proc.wait(20)
+    warnings = [x for x in lines if "keyring" in x]
+    assert len(warnings) == 1, lines
+    assert "keyrings not linked: cannot load libkeyutils.so.1: " in warnings[0], warnings
+    assert warnings[0].endswith("(install libkeyutils1)") and "ENOSYS" not in warnings[0]
