@@ -44,7 +44,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from .. import metrics, uapi
-from ..errors import HandshakeError
+from ..errors import HandshakeError, errno_name
 from ..log import completion_level
 from . import codec
 from .codec import AcceptRequest, MalformedMessage
@@ -78,16 +78,6 @@ class HandshakeOutcome:
 #: when the handler returns. Handshake failures are best raised as
 #: :class:`quichsd.errors.HandshakeError` (its ``status`` goes to DONE) or returned.
 Handler = Callable[[AcceptRequest, socket.socket], Awaitable[HandshakeOutcome]]
-
-
-#: Linux aliases where ``errno.errorcode`` picks the name tlshd and the kernel docs don't
-_ERRNO_NAMES = {errno.EOPNOTSUPP: "EOPNOTSUPP", errno.EDEADLK: "EDEADLK"}
-
-
-def errno_name(code: int) -> str:
-    if code == 0:
-        return "OK"
-    return _ERRNO_NAMES.get(code) or errno.errorcode.get(code, "UNKNOWN")
 
 
 def status_text(status: int) -> str:
