@@ -2,7 +2,8 @@
 I/O and no exposition. The HTTP endpoint (:mod:`quichsd.metrics_http`) serves them through
 prometheus_client (:mod:`quichsd.metrics_export`: a private ``CollectorRegistry``, process
 metrics, ``generate_latest``), which is imported only when the endpoint starts, so a daemon
-with metrics disabled never loads it (about 12 MB of RSS and 110 modules).
+with metrics disabled never loads it (2.4 MB of RSS and 58 modules on top of the
+daemon's own imports, measured with prometheus_client 0.26).
 
 Everything runs on the daemon's one event loop, so recording is a plain dict update with
 no lock: :meth:`Counter.inc` is one dict get and one store, :meth:`Histogram.observe` adds

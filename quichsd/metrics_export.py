@@ -5,8 +5,8 @@ turns the recorded numbers into metric families at each scrape, and prometheus_c
 ``process_resident_memory_bytes``, ``process_cpu_seconds_total``, ...); the text is
 ``generate_latest(registry)``, format 0.0.4.
 
-Imported only by the metrics endpoint when it starts (prometheus_client costs about 12 MB
-of RSS): a daemon with metrics disabled never loads it.
+Imported only by the metrics endpoint when it starts (prometheus_client adds 2.4 MB of RSS
+and 58 modules to the daemon's own): a daemon with metrics disabled never loads it.
 """
 
 from __future__ import annotations
