@@ -174,9 +174,7 @@ class MetricsServer:
         self.listen = listen
         self.per_address = per_address
         if render is None:  # the daemon's metrics: prometheus_client is loaded now
-            from .metrics_export import daemon_render
-
-            render = daemon_render()
+            render = _daemon_render()
         self._render = render
         self._content_type = content_type
         self._listener: socket.socket | None = None
@@ -311,6 +309,21 @@ async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
                 left -= len(chunk)
 
 
+class MetricsUnavailable(Exception):
+    """prometheus_client cannot be imported: the endpoint is not served."""
+
+
+def _daemon_render() -> Callable[[], bytes]:
+    try:
+        from .metrics_export import daemon_render
+    except ImportError as e:
+        raise MetricsUnavailable(
+            f"needs the Python package 'prometheus_client' ({e}; Debian: "
+            "python3-prometheus-client, PyPI: prometheus-client)"
+        ) from None
+    return daemon_render()
+
+
 class MetricsEndpoint:
     """Keeps the server matching the ``metrics`` settings across SIGHUP reloads."""
 
@@ -338,6 +351,9 @@ class MetricsEndpoint:
                 return "metrics disabled"
             try:
                 self.server = await self._start(want)
+            except MetricsUnavailable as e:
+                log.error("metrics not served: %s", e)
+                return f"metrics not served ({e})"
             except OSError as e:
                 log.error("metrics not served: %s", e)
                 if old is not None:

@@ -148,6 +148,24 @@ def test_a_daemon_without_metrics_does_not_load_prometheus_client() -> None:
     assert r.returncode == 0, r.stderr
 
 
+def test_without_prometheus_client_the_endpoint_says_what_to_install() -> None:
+    """Metrics enabled but prometheus_client missing: one clear error, the daemon goes on."""
+    code = (
+        "import asyncio, sys\n"
+        "sys.modules['prometheus_client'] = None\n"
+        "from quichsd.config import ListenAddress, MetricsSettings\n"
+        "from quichsd.metrics_http import MetricsEndpoint\n"
+        "ep = MetricsEndpoint()\n"
+        "print(asyncio.run(ep.apply(MetricsSettings(True, ListenAddress('127.0.0.1', 1)))))\n"
+        "assert ep.server is None\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("metrics not served (needs the Python package 'prometheus_client'")
+    assert "python3-prometheus-client" in r.stdout and "Traceback" not in r.stderr
+    assert r.stderr.count("metrics not served: needs the Python package") == 1, r.stderr
+
+
 def test_exposition_on_debians_prometheus_client() -> None:
     """The minimum version in pyproject (Debian 12's python3-prometheus-client 0.16):
     /usr/bin/python3 -I with Debian's own package renders and parses the daemon's metrics."""
