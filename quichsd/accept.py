@@ -61,9 +61,11 @@ async def accept_forever(
     on_conn: Callable[[socket.socket, Any], None],
     log: logging.Logger,
     what: str,
+    on_error: Callable[[], None] | None = None,
 ) -> NoReturn:
     """Accept connections on the non-blocking ``listener`` and pass each (non-blocking) to
-    ``on_conn`` with its address; never raises an accept error (see the module text)."""
+    ``on_conn`` with its address; never raises an accept error (see the module text).
+    ``on_error`` is called for each failed accept that backs off (to count it)."""
     loop = asyncio.get_running_loop()
     failures = Throttled(log)
     delay = 0.0
@@ -73,6 +75,8 @@ async def accept_forever(
         except OSError as e:
             if e.errno in _TRANSIENT:
                 continue
+            if on_error is not None:
+                on_error()
             delay = min(MAX_BACKOFF, delay * 2 or MIN_BACKOFF)
             name = errno.errorcode.get(e.errno or 0, "?")
             failures(

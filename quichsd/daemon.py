@@ -64,6 +64,7 @@ import asyncio
 import contextlib
 import logging
 import resource
+import sys
 
 from . import __version__, metrics, sdnotify, signals
 from . import log as logsetup
@@ -132,7 +133,8 @@ class Daemon:
         status = await self.start_agent()
         if self.settings.unix_socket.enabled:
             status += "; " + await self.start_unix()
-        metrics.INFO.set(1, __version__, gnutls.version())
+        python = ".".join(map(str, sys.version_info[:3]))
+        metrics.BUILD_INFO.set(1, __version__, gnutls.version(), python)
         if self.settings.metrics.enabled:
             status += f"; {await self.metrics.apply(self.settings.metrics)}"
         log.log(

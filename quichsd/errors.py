@@ -10,6 +10,16 @@ from __future__ import annotations
 
 import errno
 
+#: Linux aliases where ``errno.errorcode`` picks the name tlshd and the kernel docs don't
+_ERRNO_NAMES = {errno.EOPNOTSUPP: "EOPNOTSUPP", errno.EDEADLK: "EDEADLK"}
+
+
+def errno_name(code: int) -> str:
+    """``OK`` for 0, else the errno's name as tlshd and the kernel docs spell it."""
+    if code == 0:
+        return "OK"
+    return _ERRNO_NAMES.get(code) or errno.errorcode.get(code, "UNKNOWN")
+
 
 class QuichsdError(Exception):
     """Base class of every error quichsd raises on purpose."""

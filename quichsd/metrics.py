@@ -1,28 +1,33 @@
-"""Process metrics: counters, gauges and histograms, rendered in the Prometheus text
-exposition format 0.0.4. Pure: no I/O (the HTTP endpoint is :mod:`quichsd.metrics_http`).
+"""The daemon's metrics: counters, gauges and histograms recorded as plain numbers. Pure: no
+I/O and no exposition. The HTTP endpoint (:mod:`quichsd.metrics_http`) serves them through
+prometheus_client (:mod:`quichsd.metrics_export`: a private ``CollectorRegistry``, process
+metrics, ``generate_latest``), which is imported only when the endpoint starts, so a daemon
+with metrics disabled never loads it (2.4 MB of RSS and 58 modules on top of the
+daemon's own imports, measured with prometheus_client 0.26).
 
 Everything runs on the daemon's one event loop, so recording is a plain dict update with
 no lock: :meth:`Counter.inc` is one dict get and one store, :meth:`Histogram.observe` adds
 a bisect over the bucket bounds. Worker processes (:mod:`quichsd.workers`) report each
 completion to the main process, which writes the completion line and records it here;
-the registry of a worker process is never served.
+the store of a worker process is never served.
 
 The metrics of the daemon are the module-level instances below (``REGISTRY``); tests can
 build their own :class:`Registry`. Label values come from closed sets (source, role,
-auth, errno names), so the number of series stays bounded.
+auth, errno names), so the number of series stays bounded, and every labelled counter
+starts with each known combination at 0 (``initial``), so a scrape shows a series before
+its first event and ``rate()`` sees the first one.
 """
 
 from __future__ import annotations
 
 import bisect
+import errno
+import itertools
 import math
-from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TypeVar
 
-from . import uapi
-
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+from . import errors, uapi
 
 #: handshake durations, seconds: loopback P-256 handshakes take ~1-15 ms, a slow peer or
 #: a kernel consumer's long timeout reaches into tens of seconds
@@ -33,33 +38,7 @@ DURATION_BUCKETS = (
 _Key = tuple[str, ...]
 
 
-def format_value(value: float) -> str:
-    """``1``, ``0.25``, ``+Inf``, ``NaN``: integers without a fraction, floats by repr."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value == int(value) and abs(value) < 2**53:
-        return str(int(value))
-    return repr(value)
-
-
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
-    parts = [f'{n}="{_escape_label(v)}"' for n, v in zip(names, values, strict=True)]
-    if extra:
-        parts.append(extra)
-    return "{" + ",".join(parts) + "}" if parts else ""
-
-
-class _Metric(ABC):
+class _Metric:
     kind = ""
 
     def __init__(self, name: str, help_text: str, labelnames: Sequence[str] = ()) -> None:
@@ -74,29 +53,30 @@ class _Metric(ABC):
                 f"expected {len(self.labelnames)} ({', '.join(self.labelnames)})"
             )
 
-    def header(self) -> list[str]:
-        return [f"# HELP {self.name} {_escape_help(self.help)}", f"# TYPE {self.name} {self.kind}"]
-
-    @abstractmethod
-    def samples(self) -> list[str]:
-        """The exposition lines of this metric's samples."""
-
 
 class _Scalar(_Metric):
     """A counter or a gauge: one float per label-value tuple."""
 
-    def __init__(self, name: str, help_text: str, labelnames: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        help_text: str,
+        labelnames: Sequence[str] = (),
+        initial: Iterable[Sequence[str]] = (),
+    ) -> None:
         super().__init__(name, help_text, labelnames)
         self._values: dict[_Key, float] = {}
+        for labels in initial:  # series shown at 0 before their first event
+            key = tuple(labels)
+            self._check(key)
+            self._values[key] = 0.0
 
     def value(self, *labels: str) -> float:
         return self._values.get(labels, 0.0)
 
-    def samples(self) -> list[str]:
-        return [
-            f"{self.name}{_labels(self.labelnames, k)} {format_value(v)}"
-            for k, v in sorted(self._values.items())
-        ]
+    def series(self) -> Iterator[tuple[_Key, float]]:
+        """(label values, value) of every series, in label order."""
+        return iter(sorted(self._values.items()))
 
 
 class Counter(_Scalar):
@@ -130,6 +110,7 @@ class Histogram(_Metric):
         help_text: str,
         labelnames: Sequence[str] = (),
         buckets: Iterable[float] = DURATION_BUCKETS,
+        initial: Iterable[Sequence[str]] = (),
     ) -> None:
         super().__init__(name, help_text, labelnames)
         bounds = tuple(float(b) for b in buckets)
@@ -138,12 +119,18 @@ class Histogram(_Metric):
         self.bounds = bounds
         #: per label values: [count per bucket (not cumulative) + the +Inf one, sum]
         self._series: dict[_Key, tuple[list[int], list[float]]] = {}
+        for labels in initial:
+            self._new(tuple(labels))
+
+    def _new(self, labels: _Key) -> tuple[list[int], list[float]]:
+        self._check(labels)
+        series = self._series[labels] = ([0] * (len(self.bounds) + 1), [0.0])
+        return series
 
     def observe(self, value: float, *labels: str) -> None:
         series = self._series.get(labels)
         if series is None:
-            self._check(labels)
-            series = self._series[labels] = ([0] * (len(self.bounds) + 1), [0.0])
+            series = self._new(labels)
         series[0][bisect.bisect_left(self.bounds, value)] += 1
         series[1][0] += value
 
@@ -151,17 +138,12 @@ class Histogram(_Metric):
         series = self._series.get(labels)
         return sum(series[0]) if series else 0
 
-    def samples(self) -> list[str]:
-        out: list[str] = []
+    def series(self) -> Iterator[tuple[_Key, list[tuple[float, int]], float]]:
+        """(label values, cumulative (upper bound, count) pairs ending with +Inf, sum) of
+        every series, in label order."""
         for key, (counts, total) in sorted(self._series.items()):
-            running = 0
-            for bound, n in zip((*self.bounds, math.inf), counts, strict=True):
-                running += n
-                le = f'le="{format_value(bound)}"'
-                out.append(f"{self.name}_bucket{_labels(self.labelnames, key, le)} {running}")
-            out.append(f"{self.name}_sum{_labels(self.labelnames, key)} {format_value(total[0])}")
-            out.append(f"{self.name}_count{_labels(self.labelnames, key)} {running}")
-        return out
+            bounds = (*self.bounds, math.inf)
+            yield key, list(zip(bounds, itertools.accumulate(counts), strict=True)), total[0]
 
 
 _M = TypeVar("_M", bound=_Metric)
@@ -177,24 +159,60 @@ class Registry:
         self._metrics[metric.name] = metric
         return metric
 
-    def render(self) -> bytes:
-        """The exposition text: every metric in registration order, ending in a newline."""
-        lines: list[str] = []
-        for metric in self._metrics.values():
-            lines += metric.header()
-            lines += metric.samples()
-        return ("\n".join(lines) + "\n").encode() if lines else b""
+    def metrics(self) -> list[_Metric]:
+        """Every metric, in registration order."""
+        return list(self._metrics.values())
 
 
 # --- the daemon's metrics -----------------------------------------------------------------
 
+#: label values known from the code (each labelled counter starts with all of them at 0)
+SOURCES = ("netlink", "unix")
+ROLES = ("client", "server")  # "unknown" only for a request of an undefined message type
+AUTHS = tuple(m.name.lower() for m in uapi.AuthMode if m != uapi.AuthMode.UNSPEC)
+
+
+def _handshake_errors(cls: type[errors.HandshakeError]) -> Iterator[type[errors.HandshakeError]]:
+    yield cls
+    for sub in cls.__subclasses__():
+        yield from _handshake_errors(sub)
+
+
+#: the DONE statuses the code itself produces: every HandshakeError class
+#: (quichsd/errors.py), ENOKEY (a PSK client request without a key serial) and OK; a
+#: socket call's own errno (SocketError) appears under its name when it first happens
+HANDSHAKE_STATUSES = tuple(
+    sorted(
+        {"OK", errors.errno_name(errno.ENOKEY)}
+        | {errors.errno_name(c.status) for c in _handshake_errors(errors.HandshakeError)}
+    )
+)
+NETLINK_ACCEPT_RESULTS = ("ok", "eagain", "error")
+#: unix refusals before a handshake: see quichsd/unix/server.py
+UNIX_REFUSALS = ("idle_limit", "idle_timeout", "busy", "not_allowed", "bad_request")
+METRICS_DROP_REASONS = ("evicted", "busy")
+RELOAD_RESULTS = ("ok", "refused")
+
+
+def _one(values: Iterable[str]) -> list[tuple[str]]:
+    return [(v,) for v in values]
+
+
 REGISTRY = Registry()
-INFO = REGISTRY.register(Gauge("quichsd_info", "quichsd build information", ("version", "gnutls")))
+BUILD_INFO = REGISTRY.register(
+    Gauge(
+        "quichsd_build_info",
+        "quichsd build information: its version, the GnuTLS library it runs on and Python's"
+        " version; the value is 1",
+        ("version", "gnutls", "python"),
+    )
+)
 HANDSHAKES = REGISTRY.register(
     Counter(
         "quichsd_handshakes_total",
         "Handshake requests finished (one per completion line), by status",
         ("source", "role", "auth", "status"),
+        itertools.product(SOURCES, ROLES, AUTHS, HANDSHAKE_STATUSES),
     )
 )
 DURATION = REGISTRY.register(
@@ -202,6 +220,7 @@ DURATION = REGISTRY.register(
         "quichsd_handshake_duration_seconds",
         "Time from a request's arrival to its answer",
         ("source", "role"),
+        initial=itertools.product(SOURCES, ROLES),
     )
 )
 IN_FLIGHT = REGISTRY.register(
@@ -212,6 +231,7 @@ NETLINK_ACCEPTS = REGISTRY.register(
         "quichsd_netlink_accept_total",
         "netlink ACCEPT round trips: ok (a request), eagain (none pending), error",
         ("result",),
+        _one(NETLINK_ACCEPT_RESULTS),
     )
 )
 UNIX_IDLE = REGISTRY.register(
@@ -223,9 +243,21 @@ UNIX_IDLE = REGISTRY.register(
 UNIX_REFUSED = REGISTRY.register(
     Counter(
         "quichsd_unix_refused_total",
-        "unix connections closed without a handshake: idle_limit (silent, closed for a newer"
-        " one), idle_timeout (silent too long), busy (max_in_flight), not_allowed (uid/gid)",
+        "unix connections refused with ERROR before a handshake: idle_limit (silent, closed"
+        " for a newer one), idle_timeout (silent too long), busy (max_in_flight), not_allowed"
+        " (uid/gid), bad_request (malformed or wrong request)",
         ("reason",),
+        _one(UNIX_REFUSALS),
+    )
+)
+ACCEPT_ERRORS = REGISTRY.register(
+    Counter(
+        "quichsd_accept_errors_total",
+        "accept() failures of a listener (e.g. EMFILE at the fd limit): while they last,"
+        " new connections wait in the listen backlog and, once it is full, the kernel"
+        " refuses them (EAGAIN) without the daemon seeing them",
+        ("listener",),
+        _one(("unix", "metrics")),
     )
 )
 METRICS_DROPPED = REGISTRY.register(
@@ -234,10 +266,16 @@ METRICS_DROPPED = REGISTRY.register(
         "metrics connections closed unanswered: evicted (no complete request, closed for a"
         " newer one), busy (503: every slot answering a scrape)",
         ("reason",),
+        _one(METRICS_DROP_REASONS),
     )
 )
 CONFIG_RELOADS = REGISTRY.register(
-    Counter("quichsd_config_reloads_total", "SIGHUP reloads, applied or refused", ("result",))
+    Counter(
+        "quichsd_config_reloads_total",
+        "SIGHUP reloads, applied or refused",
+        ("result",),
+        _one(RELOAD_RESULTS),
+    )
 )
 
 _ROLES: dict[int, str] = {uapi.MsgType.CLIENTHELLO: "client", uapi.MsgType.SERVERHELLO: "server"}

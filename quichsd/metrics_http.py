@@ -16,6 +16,10 @@ interval). A request body is never read. Answers: 200 with the exposition text f
 ``HEAD``) ``/metrics``; 404 for another path; 405 for another method; 400 for a request
 that is not HTTP/1.x; 431 for a head over the limit; a connection silent for the timeout
 is closed without an answer.
+
+The exposition text comes from :mod:`quichsd.metrics_export` (prometheus_client), imported
+when a server first starts without a render function of its own, so that a daemon with
+metrics disabled never loads prometheus_client.
 """
 
 from __future__ import annotations
@@ -33,10 +37,13 @@ from typing import Any
 
 from .accept import accept_forever
 from .config import MAX_METRICS_CONNECTIONS, ListenAddress, MetricsSettings
-from .metrics import CONTENT_TYPE, METRICS_DROPPED, REGISTRY
+from .metrics import ACCEPT_ERRORS, METRICS_DROPPED
 
 log = logging.getLogger("quichsd.metrics")
 
+#: the exposition format :mod:`quichsd.metrics_export` writes (prometheus_client's
+#: generate_latest); repeated here so that this module does not import it
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_HEAD = 8192
 READ_TIMEOUT = 5.0
 WRITE_TIMEOUT = 5.0
@@ -160,12 +167,14 @@ class MetricsServer:
     def __init__(
         self,
         listen: ListenAddress,
-        render: Callable[[], bytes] = REGISTRY.render,
+        render: Callable[[], bytes] | None = None,
         content_type: str = CONTENT_TYPE,
         per_address: int = MetricsSettings().max_connections_per_address,
     ) -> None:
         self.listen = listen
         self.per_address = per_address
+        if render is None:  # the daemon's metrics: prometheus_client is loaded now
+            render = _daemon_render()
         self._render = render
         self._content_type = content_type
         self._listener: socket.socket | None = None
@@ -187,7 +196,13 @@ class MetricsServer:
         sock.setblocking(False)
         self._listener = sock
         self._accept = asyncio.create_task(
-            accept_forever(sock, self._accepted, log, f"metrics on {self.listen}")
+            accept_forever(
+                sock,
+                self._accepted,
+                log,
+                f"metrics on {self.listen}",
+                lambda: ACCEPT_ERRORS.inc("metrics"),
+            )
         )
 
     async def stop(self) -> None:
@@ -294,10 +309,25 @@ async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
                 left -= len(chunk)
 
 
+class MetricsUnavailable(Exception):
+    """prometheus_client cannot be imported: the endpoint is not served."""
+
+
+def _daemon_render() -> Callable[[], bytes]:
+    try:
+        from .metrics_export import daemon_render
+    except ImportError as e:
+        raise MetricsUnavailable(
+            f"needs the Python package 'prometheus_client' ({e}; Debian: "
+            "python3-prometheus-client, PyPI: prometheus-client)"
+        ) from None
+    return daemon_render()
+
+
 class MetricsEndpoint:
     """Keeps the server matching the ``metrics`` settings across SIGHUP reloads."""
 
-    def __init__(self, render: Callable[[], bytes] = REGISTRY.render) -> None:
+    def __init__(self, render: Callable[[], bytes] | None = None) -> None:
         self.server: MetricsServer | None = None
         self._render = render
         self._lock = asyncio.Lock()  # reloads in quick succession apply in order
@@ -321,6 +351,9 @@ class MetricsEndpoint:
                 return "metrics disabled"
             try:
                 self.server = await self._start(want)
+            except MetricsUnavailable as e:
+                log.error("metrics not served: %s", e)
+                return f"metrics not served ({e})"
             except OSError as e:
                 log.error("metrics not served: %s", e)
                 if old is not None:

@@ -44,7 +44,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from .. import metrics, uapi
-from ..errors import HandshakeError
+from ..errors import HandshakeError, errno_name
 from ..log import completion_level, event
 from . import codec
 from .codec import AcceptRequest, MalformedMessage
@@ -83,10 +83,6 @@ class HandshakeOutcome:
 Handler = Callable[[AcceptRequest, socket.socket], Awaitable[HandshakeOutcome]]
 
 
-#: Linux aliases where ``errno.errorcode`` picks the name tlshd and the kernel docs don't
-_ERRNO_NAMES = {errno.EOPNOTSUPP: "EOPNOTSUPP", errno.EDEADLK: "EDEADLK"}
-
-
 #: QUICHSD_ROLE: the side quichsd plays (the kernel asks for a ClientHello or ServerHello)
 _ROLES: dict[int, str] = {
     int(uapi.MsgType.CLIENTHELLO): "client",
@@ -97,12 +93,6 @@ _ROLES: dict[int, str] = {
 def role_name(message_type: int) -> str:
     """``client``/``server`` for a handshake's message type (its number if unknown)."""
     return _ROLES.get(int(message_type), str(int(message_type)))
-
-
-def errno_name(code: int) -> str:
-    if code == 0:
-        return "OK"
-    return _ERRNO_NAMES.get(code) or errno.errorcode.get(code, "UNKNOWN")
 
 
 def status_text(status: int) -> str:

@@ -12,7 +12,10 @@ one is closed (ERROR EAGAIN), so silent connections can never hold a slot that a
 sending its request needs. Handshakes in flight are capped by ``handshake.max_in_flight``;
 beyond it a request gets ERROR EAGAIN. These refusals, an idle
 timeout and a uid/gid not allowed are counted in ``quichsd_unix_refused_total`` and
-logged at most once per 10 s each (with the count).
+logged at most once per 10 s each (with the count); a malformed or wrong request is
+counted there too (``bad_request``) and logged each time. Connections the kernel refuses
+because the listen backlog is full never reach the daemon; failed accepts, which let the
+backlog fill, are counted in ``quichsd_accept_errors_total``.
 
 Before closing, the daemon shuts down its receiving side and discards every record the
 client still had queued (so the client reads our reply, then end of file, never a
@@ -35,9 +38,10 @@ import time
 from .. import metrics, uapi
 from ..accept import Throttled, accept_forever
 from ..driver import HandshakeResult
+from ..errors import errno_name
 from ..log import completion_level, event
 from ..netlink import AcceptRequest, HandshakeOutcome
-from ..netlink.agent import errno_name, role_name, status_text
+from ..netlink.agent import role_name, status_text
 from ..service import HandshakeService, completion_summary
 from . import codec, listen, wire
 from .remote import RemoteQuicSocket
@@ -45,7 +49,7 @@ from .remote import RemoteQuicSocket
 log = logging.getLogger("quichsd.unix")
 
 GRACE = 5.0
-#: reasons in quichsd_unix_refused_total
+#: reasons in quichsd_unix_refused_total, each logged at most once per interval
 _REFUSALS = ("idle_limit", "idle_timeout", "busy", "not_allowed")
 
 
@@ -90,7 +94,11 @@ class UnixService:
         self.listener = sock
         metrics.IN_FLIGHT.add(0, "unix")  # the series exists while we serve
         metrics.UNIX_IDLE.add(0)
-        self._accept = asyncio.create_task(accept_forever(sock, self._accepted, log, "unix"))
+        self._accept = asyncio.create_task(
+            accept_forever(
+                sock, self._accepted, log, "unix", lambda: metrics.ACCEPT_ERRORS.inc("unix")
+            )
+        )
         return f"unix service on {where}"
 
     async def stop(self, timeout: float) -> None:
@@ -140,6 +148,11 @@ class UnixService:
     def _refuse(self, conn: socket.socket, who: object, status: int, text: str) -> None:
         log.warning("unix: %s: %s", who, text)
         self._reply(conn, codec.Error(status, text), who)
+
+    def _bad_request(self, conn: socket.socket, who: object, status: int, text: str) -> None:
+        """Refuse a malformed or wrong request (counted as bad_request)."""
+        metrics.UNIX_REFUSED.inc("bad_request")
+        self._refuse(conn, who, status, text)
 
     def _shed(self, conn: socket.socket, who: object, reason: str, status: int, text: str) -> None:
         """Refuse under load: counted, and logged at most once per interval."""
@@ -223,21 +236,21 @@ class UnixService:
         if rec.ctrunc or len(rec.fds) > 1:
             n = f"{len(rec.fds)}+" if rec.ctrunc else str(len(rec.fds))
             text = f"{n} file descriptors sent; HANDSHAKE takes exactly one"
-            return self._refuse(conn, cred, errno.ETOOMANYREFS, text)
+            return self._bad_request(conn, cred, errno.ETOOMANYREFS, text)
         if rec.oversized:
             text = f"message exceeds {codec.MAX_MESSAGE} bytes"
-            return self._refuse(conn, cred, errno.EMSGSIZE, text)
+            return self._bad_request(conn, cred, errno.EMSGSIZE, text)
         try:
             msg = codec.decode(rec.data)
         except codec.CodecError as e:
-            return self._refuse(conn, cred, e.status, f"malformed request: {e}")
+            return self._bad_request(conn, cred, e.status, f"malformed request: {e}")
         if not isinstance(msg, codec.Request):
             text = f"expected HANDSHAKE or START, got {type(msg).__name__.upper()}"
-            return self._refuse(conn, cred, errno.EPROTO, text)
+            return self._bad_request(conn, cred, errno.EPROTO, text)
         handoff = msg.settings is None
         if handoff != bool(rec.fds):
             text = "HANDSHAKE needs one fd in SCM_RIGHTS; START takes none"
-            return self._refuse(conn, cred, errno.EBADMSG, text)
+            return self._bad_request(conn, cred, errno.EBADMSG, text)
         limit = self.service.snapshot.settings.handshake.max_in_flight
         if self._busy >= limit:
             text = f"{limit} handshakes in flight (handshake.max_in_flight); try again"

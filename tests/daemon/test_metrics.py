@@ -1,6 +1,7 @@
 """Metrics: counters fed by the netlink agent (FakeKernel seam), the HTTP endpoint over a
 real TCP socket, and the real `quichsd` process serving GET /metrics after a unix-service
-handshake against ngtcp2's gtlsserver."""
+handshake against ngtcp2's gtlsserver; scrapes of the real daemon are read with
+prometheus_client's own parser."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from pki import make_pki
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "netlink"))
 sys.path.insert(0, str(Path(__file__).parents[1] / "interop"))
@@ -34,11 +36,14 @@ from test_nlagent import (  # noqa: E402
 )
 from userspace_peers import GtlsServer  # noqa: E402
 
-from quichsd import metrics, metrics_http  # noqa: E402
+from quichsd import __version__, metrics, metrics_http  # noqa: E402
 from quichsd.config import ListenAddress, MetricsSettings  # noqa: E402
+from quichsd.gnutls._lib import version as gnutls_version  # noqa: E402
 from quichsd.metrics import Counter, Registry  # noqa: E402
+from quichsd.metrics_export import Exposition, registry  # noqa: E402
 from quichsd.metrics_http import MetricsEndpoint, MetricsServer  # noqa: E402
 from quichsd.netlink import AcceptRequest, HandshakeAgent, HandshakeOutcome  # noqa: E402
+from quichsd.unix import codec  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -72,10 +77,10 @@ async def test_agent_counts_completions_accepts_and_in_flight() -> None:
     assert metrics.NETLINK_ACCEPTS.value("eagain") >= before["eagain"] + 1
     assert metrics.DURATION.count("netlink", "client") == before["dur"] + 1
     assert metrics.IN_FLIGHT.value("netlink") == 0
-    text = metrics.REGISTRY.render().decode()
-    assert 'quichsd_handshakes_in_flight{source="netlink"} 0\n' in text
-    line = 'quichsd_handshakes_total{source="netlink",role="client",auth="psk",status="EOPNOTSUPP"}'
-    assert f"{line} {int(before['eopnotsupp']) + 1}\n" in text
+    got = parse(Exposition(registry(process=False))())
+    assert got[("quichsd_handshakes_in_flight", (("source", "netlink"),))] == 0
+    key = (("auth", "psk"), ("role", "client"), ("source", "netlink"), ("status", "EOPNOTSUPP"))
+    assert got[("quichsd_handshakes_total", key)] == before["eopnotsupp"] + 1
     assert fd_count() == base
 
 
@@ -134,7 +139,7 @@ async def server() -> AsyncIterator[tuple[MetricsServer, int]]:
     reg = Registry()
     reg.register(Counter("t_total", "T")).inc()
     port = free_tcp_port()
-    srv = MetricsServer(ListenAddress("127.0.0.1", port), reg.render)
+    srv = MetricsServer(ListenAddress("127.0.0.1", port), Exposition(registry(reg, process=False)))
     await srv.start()
     yield srv, port
     await srv.stop()
@@ -147,7 +152,7 @@ async def test_endpoint_answers_and_survives_bad_requests(
     ok = await http(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
     assert ok.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n" in ok
-    assert ok.endswith(b"\r\n\r\n# HELP t_total T\n# TYPE t_total counter\nt_total 1\n")
+    assert ok.endswith(b"\r\n\r\n# HELP t_total T\n# TYPE t_total counter\nt_total 1.0\n")
     assert (await http(port, b"GET /x HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 404 ")
     assert (await http(port, b"DELETE /metrics HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 405 ")
     assert (await http(port, b"\x00\xff garbage\r\n\r\n")).startswith(b"HTTP/1.1 400 ")
@@ -212,7 +217,7 @@ async def test_issue_11_item_12_503_only_when_every_slot_is_answering() -> None:
 
 async def test_endpoint_follows_settings() -> None:
     reg = Registry()
-    ep = MetricsEndpoint(reg.render)
+    ep = MetricsEndpoint(Exposition(registry(reg, process=False)))
     a, b = free_tcp_port(), free_tcp_port()
     on_a = MetricsSettings(True, ListenAddress("127.0.0.1", a))
     assert await ep.apply(on_a) == f"metrics on http://127.0.0.1:{a}/metrics"
@@ -239,6 +244,24 @@ async def test_endpoint_follows_settings() -> None:
 
 
 # --- the real daemon ----------------------------------------------------------------------
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parse(body: bytes) -> Samples:
+    """Every sample, by (name, sorted labels), as prometheus_client's parser reads it."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(body.decode())
+        for s in fam.samples
+    }
+
+
+def scrape(port: int) -> Samples:
+    answer = get(port)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer[:200]
+    return parse(answer.partition(b"\r\n\r\n")[2])
 
 
 def get(port: int, request: bytes = b"GET /metrics HTTP/1.1\r\nHost: q\r\n\r\n") -> bytes:
@@ -289,6 +312,7 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Path, Path, int, subprocess.Popen[b
     cfg.write_text(
         f"client:\n  x509:\n    truststore: {d / 'ca.pem'}\n"
         f"unix_socket:\n  path: {sock}\n  allowed_uids: [{os.getuid()}]\n"
+        "  max_idle_connections: 2\n"
         f'metrics:\n  enabled: true\n  listen: "127.0.0.1:{port}"\n'
     )
     log = d / "daemon.log"
@@ -315,20 +339,133 @@ def test_daemon_serves_metrics_after_a_unix_handshake(
     d, sock, port, proc = daemon
     first = get(port)
     assert first.startswith(b"HTTP/1.1 200 OK\r\n"), first
-    body = first.partition(b"\r\n\r\n")[2].decode()
-    assert re.search(r'^quichsd_info\{version="[^"]+",gnutls="3\.[0-9.]+"\} 1$', body, re.M), body
-    assert 'quichsd_handshakes_in_flight{source="unix"} 0\n' in body
-    assert "quichsd_handshakes_total{" not in body
+    assert b"Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n" in first
+    got = parse(first.partition(b"\r\n\r\n")[2])
+    info = [k for k in got if k[0] == "quichsd_build_info"]
+    python = ".".join(map(str, sys.version_info[:3]))
+    labels = (("gnutls", gnutls_version()), ("python", python), ("version", __version__))
+    assert info == [("quichsd_build_info", labels)] and got[info[0]] == 1, info
+    assert re.fullmatch(r"3\.[0-9.]+", gnutls_version())
+    assert not any(k[0] == "quichsd_info" for k in got)  # renamed to quichsd_build_info
+    assert got[("quichsd_handshakes_in_flight", (("source", "unix"),))] == 0
+    # every labelled counter is there at 0 before anything happened
+    handshakes = {k: v for k, v in got.items() if k[0] == "quichsd_handshakes_total"}
+    assert len(handshakes) == 2 * 2 * 3 * len(metrics.HANDSHAKE_STATUSES), len(handshakes)
+    assert set(handshakes.values()) == {0}
+    ok_unix = (("auth", "x509"), ("role", "client"), ("source", "unix"), ("status", "OK"))
+    assert ("quichsd_handshakes_total", ok_unix) in handshakes
+    for name, label, values in [
+        ("quichsd_netlink_accept_total", "result", ("ok", "eagain", "error")),
+        ("quichsd_unix_refused_total", "reason", metrics.UNIX_REFUSALS),
+        ("quichsd_accept_errors_total", "listener", ("unix", "metrics")),
+        ("quichsd_metrics_connections_dropped_total", "reason", ("evicted", "busy")),
+        ("quichsd_config_reloads_total", "result", ("ok", "refused")),
+    ]:
+        series = {k[1]: v for k, v in got.items() if k[0] == name}
+        assert series == {((label, v),): 0 for v in values}, (name, series)
+    for role in ("client", "server"):
+        unix_role = (("role", role), ("source", "unix"))
+        assert got[("quichsd_handshake_duration_seconds_count", unix_role)] == 0
     probe_via_gtlsserver(d, sock)
+    # malformed requests get 400    probe_via_gtlsserver(d, sock)
     # malformed requests get 400 and the daemon keeps serving
     assert get(port, b"NOT HTTP AT ALL\r\n\r\n").startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert get(port, b"\x16\x03\x01\x00\x05hello\r\n\r\n").startswith(b"HTTP/1.1 400 ")
     assert get(port, b"POST /metrics HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 405 ")
     assert get(port, b"GET /favicon.ico HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 404 ")
-    after = get(port).partition(b"\r\n\r\n")[2].decode()
-    line = 'quichsd_handshakes_total{source="unix",role="client",auth="x509",status="OK"} 1\n'
-    assert line in after, after
-    assert 'quichsd_handshake_duration_seconds_count{source="unix",role="client"} 1\n' in after
+    after = scrape(port)
+    assert after[("quichsd_handshakes_total", ok_unix)] == 1
+    client = (("role", "client"), ("source", "unix"))
+    assert after[("quichsd_handshake_duration_seconds_count", client)] == 1
+    assert sum(v for k, v in after.items() if k[0] == "quichsd_handshakes_total") == 1
+    assert proc.poll() is None
+
+
+def test_daemon_process_metrics(daemon: tuple[Path, Path, int, subprocess.Popen[bytes]]) -> None:
+    """process_* from prometheus_client's ProcessCollector describe the daemon itself: its
+    fd count as /proc/PID/fd shows it (the scrape's own connection is one of them), its
+    RSS as /proc/PID/status shows it, and CPU seconds that grow with work."""
+    _d, _sock, port, proc = daemon
+
+    def fds() -> int:
+        return len(os.listdir(f"/proc/{proc.pid}/fd"))
+
+    t0, n = time.monotonic(), fds()  # settles once the start-up probes' connections close
+    while True:
+        time.sleep(0.2)
+        if (m := fds()) == n:
+            break
+        n = m
+        assert time.monotonic() - t0 < 10
+    got = scrape(port)
+    # the scrape's own connection is open while the daemon counts
+    assert abs(got[("process_open_fds", ())] - (n + 1)) <= 1, (got[("process_open_fds", ())], n)
+    status = Path(f"/proc/{proc.pid}/status").read_text()
+    rss = int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1)) * 1024  # type: ignore[union-attr]
+    assert abs(got[("process_resident_memory_bytes", ())] - rss) < 8 << 20, (rss, got)
+    assert 10 << 20 < rss < 200 << 20
+    with open(f"/proc/{proc.pid}/limits") as f:
+        soft = next(int(x.split()[3]) for x in f if x.startswith("Max open files"))
+    assert got[("process_max_fds", ())] == soft
+    cpu = got[("process_cpu_seconds_total", ())]
+    assert 0 < cpu < 60
+    assert abs(got[("process_start_time_seconds", ())] - time.time()) < 120
+    for _ in range(200):
+        get(port)
+    assert scrape(port)[("process_cpu_seconds_total", ())] > cpu
+
+
+def refused(port: int, reason: str) -> float:
+    return scrape(port)[("quichsd_unix_refused_total", (("reason", reason),))]
+
+
+def unix_replies(conn: socket.socket) -> list[codec.Message]:
+    conn.settimeout(10)
+    out: list[codec.Message] = []
+    while data := conn.recv(70000):
+        out.append(codec.decode(data))
+    return out
+
+
+def test_daemon_counts_refused_unix_connections(
+    daemon: tuple[Path, Path, int, subprocess.Popen[bytes]],
+) -> None:
+    """Real connections refused by the unix service, each counted under its reason: a
+    silent one closed for newer ones (max_idle_connections 2), a malformed request, and,
+    after a SIGHUP that no longer allows this uid, a connection from it."""
+    d, sock, port, proc = daemon
+    silent = [socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(3)]
+    try:
+        for s in silent:
+            s.connect(str(sock))
+            time.sleep(0.1)  # accepted in this order
+        (err,) = unix_replies(silent[0])
+        assert isinstance(err, codec.Error) and err.status == errno.EAGAIN, err
+    finally:
+        for s in silent:
+            s.close()
+    assert refused(port, "idle_limit") == 1
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as bad:
+        bad.connect(str(sock))
+        bad.send(b"\x00not a record of the unix protocol")
+        (err,) = unix_replies(bad)
+        assert isinstance(err, codec.Error), err
+    assert refused(port, "bad_request") == 1
+    cfg = d / "config.yaml"
+    cfg.write_text(cfg.read_text().replace(f"[{os.getuid()}]", f"[{os.getuid() + 4242}]"))
+    proc.send_signal(signal.SIGHUP)
+    t0 = time.monotonic()
+    while scrape(port)[("quichsd_config_reloads_total", (("result", "ok"),))] != 1:
+        assert time.monotonic() - t0 < 10, (d / "daemon.log").read_text()
+        time.sleep(0.05)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as other:
+        other.connect(str(sock))
+        (err,) = unix_replies(other)
+        assert isinstance(err, codec.Error) and err.status == errno.EACCES, err
+    got = scrape(port)
+    assert got[("quichsd_unix_refused_total", (("reason", "not_allowed"),))] == 1
+    assert got[("quichsd_unix_refused_total", (("reason", "idle_limit"),))] == 1
+    assert got[("quichsd_unix_refused_total", (("reason", "idle_timeout"),))] == 0
     assert proc.poll() is None
 
 
@@ -341,15 +478,14 @@ def test_daemon_sighup_moves_the_endpoint(
     cfg.write_text(cfg.read_text().replace(f":{port}", f":{new}"))
     proc.send_signal(signal.SIGHUP)
     wait_for_port(new, proc, d / "daemon.log")
-    body = get(new).partition(b"\r\n\r\n")[2].decode()
-    assert 'quichsd_config_reloads_total{result="ok"} 1\n' in body
+    assert scrape(new)[("quichsd_config_reloads_total", (("result", "ok"),))] == 1
     with pytest.raises(ConnectionRefusedError):
         get(port)
     cfg.write_text("handshake:\n  default_timeout_ms: -5\n")
     proc.send_signal(signal.SIGHUP)
     t0 = time.monotonic()
-    while 'result="refused"} 1' not in (body := get(new).decode()):
-        assert time.monotonic() - t0 < 10, body
+    while scrape(new)[("quichsd_config_reloads_total", (("result", "refused"),))] != 1:
+        assert time.monotonic() - t0 < 10, get(new)
         time.sleep(0.05)
     assert f"metrics on http://127.0.0.1:{new}/metrics" in (d / "daemon.log").read_text()
 
@@ -370,10 +506,9 @@ def test_daemon_issue_11_item_12_silent_connections_do_not_block_scrapes(
     finally:
         for s in silent:
             s.close()
-    body = answer.partition(b"\r\n\r\n")[2].decode()
-    m = re.search(
-        r'^quichsd_metrics_connections_dropped_total\{reason="evicted"\} (\d+)$', body, re.M
-    )
-    assert m and int(m.group(1)) >= 36, body
+    evicted = parse(answer.partition(b"\r\n\r\n")[2])[
+        ("quichsd_metrics_connections_dropped_total", (("reason", "evicted"),))
+    ]
+    assert evicted >= 36, answer
     probe_via_gtlsserver(d, sock)
     assert proc.poll() is None

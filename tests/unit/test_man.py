@@ -352,3 +352,22 @@ def test_path_line_errors_and_check_are_described() -> None:
         config.parse_config(example, "/etc/quichsd/config.yaml")
     unwrapped = re.sub(r"\n  ", " ", printed).strip().splitlines()
     assert unwrapped == exc.value.errors
+
+
+def test_every_metric_and_label_value_is_in_the_metrics_section() -> None:
+    """quichsd(8) METRICS names each metric the daemon exposes with its labels, and each
+    status the handshake counter starts with."""
+    from quichsd import metrics
+
+    text = render(MAN / "quichsd.8")
+    section = text.partition("\nMETRICS\n")[2].partition("\nFILES\n")[0]
+    assert section, "no METRICS section in quichsd(8)"
+    flat = " ".join(section.split())
+    for m in metrics.REGISTRY.metrics():
+        name = m.name + ("{" + ",".join(m.labelnames) + "}" if m.labelnames else "")
+        assert name in flat, name
+    for status in metrics.HANDSHAKE_STATUSES:
+        assert re.search(rf"\b{status}\b", flat), status
+    for reason in metrics.UNIX_REFUSALS:
+        assert reason in flat, reason
+    assert "process_open_fds" in flat and "process_cpu_seconds_total" in flat

@@ -132,6 +132,8 @@ async def test_issue_11_item_13_fd_limit_accept_backs_off_and_logs_once(
     soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
     lines = len(d.log.read_text().splitlines())
     assert d.metrics_port is not None
+    accept_errors = {x: d.metric(f'quichsd_accept_errors_total{{listener="{x}"}}')
+                     for x in ("unix", "metrics")}  # fmt: skip
     scrape = socket.socket()
     unix = seqpacket()
     try:
@@ -163,6 +165,8 @@ async def test_issue_11_item_13_fd_limit_accept_backs_off_and_logs_once(
     finally:
         scrape.close()
         unix.close()
+    for listener, before in accept_errors.items():  # each failed accept is counted
+        assert d.metric(f'quichsd_accept_errors_total{{listener="{listener}"}}') > before
     assert await canary(d.sock, gtls.port) == 0
     assert "accepting again after" in d.log.read_text()
 
