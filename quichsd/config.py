@@ -115,15 +115,15 @@ class UnixSocketSettings:
     path: str = "/run/quichsd/quichsd.sock"
     allowed_uids: tuple[int, ...] = (0,)
     allowed_gids: tuple[int, ...] = ()
+    #: connections accepted but silent (no request yet), counted apart from handshakes
+    max_idle_connections: int = 64
+    idle_timeout_ms: int = 2000
     #: gid given to the socket and its directory (a name is resolved when the config is
     #: read); None = the daemon's own group
     group: int | None = None
     #: permission bits of the socket; its directory gets 0750 if they give the group any
     #: access, else 0700
     mode: int = 0o660
-    #: connections accepted but silent (no request yet), counted apart from handshakes
-    max_idle_connections: int = 64
-    idle_timeout_ms: int = 2000
 
 
 @dataclass(frozen=True, slots=True)
