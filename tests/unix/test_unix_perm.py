@@ -31,6 +31,8 @@ from pathlib import Path
 import pytest
 from unixd import Daemon, start_daemon
 
+from quichsd.unix import listen
+
 sys.path.insert(0, str(Path(__file__).parents[1] / "interop"))
 from userspace_peers import GtlsServer  # noqa: E402
 
@@ -109,12 +111,15 @@ def served(accounts: Accounts, world: Path) -> Iterator[tuple[Daemon, GtlsServer
         daemon.stop()
 
 
-def probe_as(user: str, sock: Path, port: int) -> tuple[int, dict[str, object], str]:
-    """``quichsd-probe connect --via`` run as ``user`` with its groups: exit code, the JSON
-    result line, stderr."""
+def probe_as(
+    user: str, sock: Path, port: int, groups: list[int] | None = None
+) -> tuple[int, dict[str, object], str]:
+    """``quichsd-probe connect --via`` run as ``user`` with its groups (or ``groups``):
+    exit code, the JSON result line, stderr."""
+    how = ["--groups", ",".join(map(str, groups))] if groups else ["--init-groups"]
     p = subprocess.run(
-        ["setpriv", "--reuid", user, "--regid", str(pwd.getpwnam(user).pw_gid),
-         "--init-groups", "--", str(BIN / "quichsd-probe"), "connect", "127.0.0.1", str(port),
+        ["setpriv", "--reuid", user, "--regid", str(pwd.getpwnam(user).pw_gid), *how,
+         "--", str(BIN / "quichsd-probe"), "connect", "127.0.0.1", str(port),
          "--sni", "server.test", "--alpn", "h3", "--via", str(sock)],
         capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": "/"},
     )  # fmt: skip
@@ -149,6 +154,17 @@ def test_member_of_allowed_supplementary_group_is_served(
     assert f"uid {pw.pw_uid} gid {pw.pw_gid}" in text and "done: status 0 OK" in text
 
 
+def test_allowed_group_after_300_others_is_found(
+    accounts: Accounts, served: tuple[Daemon, GtlsServer]
+) -> None:
+    """More groups than Python's getsockopt can read (1024 bytes = 256 gids): the daemon
+    reads the whole list, and the allowed group is the last of 302."""
+    daemon, srv = served
+    groups = [*range(70000, 70300), accounts.gid(accounts.sockgrp), accounts.gid(accounts.allowgrp)]
+    rc, res, err = probe_as(accounts.users["refused"], daemon.sock, srv.port, groups)
+    assert rc == 0 and res["ok"] is True, (res, err, daemon.log.read_text()[-2000:])
+
+
 def test_member_of_socket_group_only_is_refused(
     accounts: Accounts, served: tuple[Daemon, GtlsServer]
 ) -> None:
@@ -171,3 +187,78 @@ def test_user_outside_the_group_cannot_reach_the_socket(
     assert res["status"] == errno.EACCES, res
     assert str(res["error"]).endswith(f"{daemon.sock}: Permission denied"), res
     assert f"uid {pwd.getpwnam(accounts.users['outsider']).pw_uid} " not in daemon.log.read_text()
+
+
+#: the shipped unit's capabilities (CapabilityBoundingSet=CAP_NET_ADMIN): no CAP_CHOWN
+UNIT_CAPS = ("setpriv", "--bounding-set", "-all,+net_admin", "--inh-caps", "-all")
+
+
+def _runtime_dir(d: Path) -> Path:
+    """``run/`` as systemd's RuntimeDirectory= makes it: root:root 0750."""
+    run = d / "run"
+    run.mkdir()
+    run.chmod(0o750)
+    return run
+
+
+def test_unit_runtime_directory_without_cap_chown_needs_the_group(
+    accounts: Accounts, tmp_path: Path
+) -> None:
+    """Without CAP_CHOWN (as under the unit) and not in the group, the unix service does
+    not start and the log line says what to do; the daemon itself keeps running."""
+    run = _runtime_dir(tmp_path)
+    extra = f"  group: {accounts.sockgrp}\n"
+    daemon = start_daemon(tmp_path, extra, prefix=UNIT_CAPS, until_logged="running:")
+    try:
+        text = daemon.log.read_text()
+        want = (
+            f"{run}: cannot give it group {accounts.gid(accounts.sockgrp)} "
+            "(unix_socket.group): Operation not permitted (the daemon must belong to the "
+            "group or have CAP_CHOWN; under systemd add SupplementaryGroups= for it)"
+        )
+        assert want in text, text
+        assert not daemon.sock.exists()
+        assert stat.S_IMODE(run.stat().st_mode) == 0o750 and run.stat().st_gid == 0
+    finally:
+        daemon.stop()
+
+
+def test_unit_runtime_directory_with_supplementary_group_serves_the_member(
+    accounts: Accounts, world: Path
+) -> None:
+    """As the unit with SupplementaryGroups=: the existing root:root 0750 directory gets
+    the group, and a member is served."""
+    d = world / "unit"
+    d.mkdir()
+    d.chmod(0o711)
+    run = _runtime_dir(d)
+    gid = accounts.gid(accounts.sockgrp)
+    extra = f"  group: {gid}\n  mode: 0660\n  allowed_gids: [{accounts.gid(accounts.allowgrp)}]\n"
+    prefix = (*UNIT_CAPS, "--groups", str(gid))
+    daemon = start_daemon(d, extra, prefix=prefix)
+    srv = GtlsServer(d, d / "server.pem", d / "server.key")
+    try:
+        caps = Path(f"/proc/{daemon.proc.pid}/status").read_text()
+        assert "CapEff:\t0000000000001000" in caps, caps  # CAP_NET_ADMIN (12) only
+        st = run.stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, gid, 0o750)
+        rc, res, err = probe_as(accounts.users["served"], daemon.sock, srv.port)
+        assert rc == 0 and res["ok"] is True, (res, err, daemon.log.read_text()[-2000:])
+    finally:
+        srv.stop()
+        daemon.stop()
+
+
+def test_a_directory_others_can_search_is_left_alone(accounts: Accounts, tmp_path: Path) -> None:
+    """Like /run: the socket gets the group and mode, the shared directory is unchanged."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o755)
+    gid = accounts.gid(accounts.sockgrp)
+    sock = listen.bind(str(shared / "q.sock"), 0o640, gid)
+    try:
+        st, dst = (shared / "q.sock").stat(), shared.stat()
+        assert (st.st_gid, stat.S_IMODE(st.st_mode)) == (gid, 0o640)
+        assert (dst.st_gid, stat.S_IMODE(dst.st_mode)) == (0, 0o755)
+    finally:
+        sock.close()
