@@ -137,15 +137,19 @@ def bind(path: str, mode: int = 0o660, group: int | None = None) -> socket.socke
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
         sock.bind(path)
+    except OSError as e:
+        sock.close()
+        raise ListenError(f"{path}: cannot listen: {e.strerror}") from None
+    try:
         if group is not None:
             _chgrp(path, group)
         os.chmod(path, mode)
         sock.listen(BACKLOG)
-    except ListenError:
+    except (OSError, ListenError) as e:
         sock.close()
-        raise
-    except OSError as e:
-        sock.close()
+        os.unlink(path)  # ours: bound just now, in a directory only we may write
+        if isinstance(e, ListenError):
+            raise
         raise ListenError(f"{path}: cannot listen: {e.strerror}") from None
     sock.setblocking(False)
     return sock

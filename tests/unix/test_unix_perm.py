@@ -262,3 +262,24 @@ def test_a_directory_others_can_search_is_left_alone(accounts: Accounts, tmp_pat
         assert (dst.st_gid, stat.S_IMODE(dst.st_mode)) == (0, 0o755)
     finally:
         sock.close()
+
+
+def test_socket_group_refused_leaves_no_socket_file(accounts: Accounts, tmp_path: Path) -> None:
+    """In a directory others can search, the socket's own chgrp fails without CAP_CHOWN:
+    a clear error, and the file bound a moment before is removed."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o755)
+    gid = accounts.gid(accounts.sockgrp)
+    code = (
+        "import sys\nfrom quichsd.unix import listen\n"
+        "try:\n    listen.bind(sys.argv[1], 0o660, int(sys.argv[2]))\n"
+        "except listen.ListenError as e:\n    print(e)\n"
+    )
+    p = subprocess.run(
+        [*UNIT_CAPS, sys.executable, "-c", code, str(shared / "q.sock"), str(gid)],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert p.stdout.startswith(f"{shared / 'q.sock'}: cannot give it group {gid} "), p
+    assert "Operation not permitted" in p.stdout, p
+    assert list(shared.iterdir()) == []
