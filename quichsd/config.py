@@ -15,6 +15,7 @@ dataclass defaults below. Each key is documented in ``etc/quichsd/config.yaml``.
 
 from __future__ import annotations
 
+import grp
 import ipaddress
 import re
 from collections.abc import Callable
@@ -117,6 +118,12 @@ class UnixSocketSettings:
     #: connections accepted but silent (no request yet), counted apart from handshakes
     max_idle_connections: int = 64
     idle_timeout_ms: int = 2000
+    #: gid given to the socket and its directory (a name is resolved when the config is
+    #: read); None = the daemon's own group
+    group: int | None = None
+    #: permission bits of the socket; its directory gets 0750 if they give the group any
+    #: access, else 0700
+    mode: int = 0o660
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +324,50 @@ def path(ctx: _Ctx, node: Node, key: str) -> str:
     return value
 
 
+def unix_group(ctx: _Ctx, node: Node, key: str) -> int | None:
+    """A group by name (looked up in the group database now, so an unknown name is an
+    error at its line) or by number; empty = the daemon's own group."""
+    if _is(node, "null"):
+        return None
+    if _is(node, "int"):
+        gid: int = integer(0, 2**32 - 2)(ctx, node, key)
+        return gid
+    if not _is(node, "str"):
+        raise _expected(node, "a group name or a gid")
+    name = string(ctx, node, key)
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise _Invalid(node, f"unknown group {name!r} (not in the group database)") from None
+
+
+_OCTAL_MODE = re.compile(r"0o?([0-7]{3})")
+
+
+def socket_mode(ctx: _Ctx, node: Node, key: str) -> int:
+    """Octal permission bits with a leading 0 (``0660``; quoted or not, as YAML 1.1 would
+    read ``0660`` as an octal integer and YAML 1.2 as decimal 660). The owner needs read
+    and write; others may have no access: connecting needs write permission, and a
+    socket any local user may connect to exposes the request parser to all of them (the
+    credential check would still refuse them) -- put the users in ``unix_socket.group``."""
+    usage = "expected an octal mode with a leading 0, e.g. 0660"
+    if not isinstance(node, ScalarNode) or node.tag not in (_TAG + "int", _TAG + "str"):
+        raise _expected(node, "an octal mode with a leading 0, e.g. 0660")
+    m = _OCTAL_MODE.fullmatch(node.value)
+    if not m:
+        raise _Invalid(node, f"{node.value!r} is not a permission mode ({usage})")
+    mode = int(m[1], 8)
+    if mode & 0o600 != 0o600:
+        raise _Invalid(node, f"{mode:04o} denies the owner read and write (the daemon itself)")
+    if mode & 0o007:
+        raise _Invalid(
+            node,
+            f"{mode:04o} gives others access (any local user could connect); "
+            "give access through unix_socket.group instead",
+        )
+    return mode
+
+
 def optional_path(ctx: _Ctx, node: Node, key: str) -> str | None:
     return None if _is(node, "null") else path(ctx, node, key)
 
@@ -475,6 +526,8 @@ _SETTINGS = section(Settings, {
         "path": path,
         "allowed_uids": list_of(integer(0, 2**32 - 2), "uid"),
         "allowed_gids": list_of(integer(0, 2**32 - 2), "gid"),
+        "group": unix_group,
+        "mode": socket_mode,
         "max_idle_connections": integer(1, 65536),
         "idle_timeout_ms": integer(1, 60_000),
     }),

@@ -1,6 +1,7 @@
 """The unix service: one connection = one request (HANDSHAKE or START) = one reply.
 
-Per connection: SO_PEERCRED against ``unix_socket.allowed_uids``/``allowed_gids`` (read
+Per connection: SO_PEERCRED against ``unix_socket.allowed_uids``/``allowed_gids``, the
+gids matched also against the peer's supplementary groups (SO_PEERGROUPS) (read
 from the service's current config snapshot, so SIGHUP applies to new connections); the
 first record within ``unix_socket.idle_timeout_ms``; the handshake within its own deadline
 plus :data:`GRACE`; then exactly one RESULT, or one ERROR for refused or malformed input,
@@ -88,8 +89,9 @@ class UnixService:
         sock = listen.from_systemd()
         where = "socket from systemd"
         if sock is None:
-            self.path = self.service.snapshot.settings.unix_socket.path
-            sock = listen.bind(self.path)
+            us = self.service.snapshot.settings.unix_socket
+            self.path = us.path
+            sock = listen.bind(us.path, us.mode, us.group)
             where = self.path
         self.listener = sock
         metrics.IN_FLIGHT.add(0, "unix")  # the series exists while we serve
@@ -214,7 +216,7 @@ class UnixService:
     async def _connection(self, conn: socket.socket) -> None:
         cred = wire.peer_credentials(conn)
         us = self.service.snapshot.settings.unix_socket
-        if cred.uid not in us.allowed_uids and cred.gid not in us.allowed_gids:
+        if not _allowed(conn, cred, us.allowed_uids, us.allowed_gids):
             text = "refused: uid/gid not in unix_socket.allowed_uids/allowed_gids"
             return self._shed(conn, cred, "not_allowed", errno.EACCES, text)
         try:
@@ -362,6 +364,16 @@ class UnixService:
                 return codec.Result(errno.EOPNOTSUPP, error=text), ()
             outcome, res = await self.service.handle_detailed(accept, sock)
             return result_message(outcome, res), outcome.fields
+
+
+def _allowed(
+    conn: socket.socket, cred: wire.PeerCred, uids: tuple[int, ...], gids: tuple[int, ...]
+) -> bool:
+    """The peer's uid is allowed, or its primary or a supplementary group (as they were at
+    its ``connect()``, SO_PEERGROUPS) is."""
+    if cred.uid in uids or cred.gid in gids:
+        return True
+    return bool(gids) and not set(gids).isdisjoint(wire.peer_groups(conn))
 
 
 def _end_wait(wait: asyncio.Future[str], why: str) -> None:

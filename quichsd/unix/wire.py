@@ -11,6 +11,8 @@ or ``POLLHUP``), so a zero-length record is a record (malformed: it has no heade
 from __future__ import annotations
 
 import array
+import ctypes
+import errno
 import os
 import select
 import socket
@@ -20,6 +22,12 @@ from dataclasses import dataclass, field
 from .codec import MAX_MESSAGE
 
 _UCRED = struct.Struct("3i")
+#: <asm-generic/socket.h>; Python's socket module does not name it
+SO_PEERGROUPS = 59
+_GID = struct.Struct("I")
+_PY_MAX_OPTLEN = 1024
+_NGROUPS_MAX = 65536
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclass
@@ -54,6 +62,30 @@ def peer_credentials(conn: socket.socket) -> PeerCred:
     raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
     pid, uid, gid = _UCRED.unpack(raw)
     return PeerCred(pid, uid, gid)
+
+
+def peer_groups(conn: socket.socket) -> tuple[int, ...]:
+    """The connecting process's supplementary groups as the kernel recorded them at
+    ``connect()`` (SO_PEERGROUPS, Linux 4.13): race-free, unlike reading
+    ``/proc/PID/status`` (the pid may be gone or reused) or the group database (which
+    says what the user may have, not what the process has). Python's ``getsockopt``
+    reads at most 1024 bytes (256 groups), so a longer list is read with libc's."""
+    try:
+        raw = conn.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, _PY_MAX_OPTLEN)
+    except OSError as e:
+        if e.errno != errno.ERANGE:
+            raise
+        raw = _getsockopt_long(conn.fileno(), SO_PEERGROUPS, _NGROUPS_MAX * _GID.size)
+    return tuple(g for (g,) in _GID.iter_unpack(raw[: len(raw) - len(raw) % _GID.size]))
+
+
+def _getsockopt_long(fd: int, opt: int, size: int) -> bytes:
+    buf = ctypes.create_string_buffer(size)
+    n = ctypes.c_uint32(size)
+    if _libc.getsockopt(fd, socket.SOL_SOCKET, opt, buf, ctypes.byref(n)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return buf.raw[: n.value]
 
 
 def _fds(ancdata: list[tuple[int, int, bytes]]) -> list[int]:

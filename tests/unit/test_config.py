@@ -110,6 +110,36 @@ BAD: list[tuple[str, str, list[str]]] = [
         ],
     ),
     (
+        "issue 13 item 13: unix_socket.mode is octal, the owner has rw, others nothing",
+        "unix_socket:\n  mode: 660\n  group: nosuch-quichsd-group\n"
+        "  allowed_gids: [0]\nmetrics:\n  enabled: true\nunix_socket2: 1\n",
+        [
+            f"{P}:2: unix_socket.mode: '660' is not a permission mode (expected an octal "
+            "mode with a leading 0, e.g. 0660)",
+            f"{P}:3: unix_socket.group: unknown group 'nosuch-quichsd-group' (not in the "
+            "group database)",
+            f"{P}:7: unix_socket2: unknown key (expected one of log, keyrings, handshake, tls, "
+            "client, server, unix_socket, metrics)",
+        ],
+    ),
+    (
+        "unix_socket.mode: world access",
+        "unix_socket:\n  mode: 0662\n",
+        [
+            f"{P}:2: unix_socket.mode: 0662 gives others access (any local user could "
+            "connect); give access through unix_socket.group instead"
+        ],
+    ),
+    (
+        "unix_socket.group: a boolean is neither a name nor a gid",
+        'unix_socket:\n  group: yes\n  mode: "0460"\n',
+        [
+            f"{P}:2: unix_socket.group: expected a group name or a gid, got 'yes', which "
+            "YAML reads as a boolean (quote it to make it a string)",
+            f"{P}:3: unix_socket.mode: 0460 denies the owner read and write (the daemon itself)",
+        ],
+    ),
+    (
         "negative workers",
         "handshake:\n  workers: -1\n",
         [f"{P}:2: handshake.workers: -1 is out of range (expected 0 to 1024)"],
@@ -341,7 +371,7 @@ server:
   x509: {certificate: /s.pem, private_key: /s.key}
   client_certificate: require
 unix_socket: {enabled: false, path: /tmp/q.sock, allowed_uids: [0, 1000], allowed_gids: [27],
-  max_idle_connections: 8, idle_timeout_ms: 500}
+  max_idle_connections: 8, idle_timeout_ms: 500, group: root, mode: 0640}
 metrics: {enabled: true, listen: "[::1]:9100", max_connections_per_address: 2}
 """
     s = parse_config(text, P)
@@ -352,7 +382,7 @@ metrics: {enabled: true, listen: "[::1]:9100", max_connections_per_address: 2}
         tls=TlsSettings(("CHACHA20-POLY1305", "AES-128-CCM"), ("SECP384R1",), "psk", False, False),
         client=ClientSettings(X509Paths("/etc/ca.pem", "/etc/crl.pem", "/c.pem", "/c.key"), False),
         server=ServerSettings(X509Paths(None, None, "/s.pem", "/s.key"), "require"),
-        unix_socket=UnixSocketSettings(False, "/tmp/q.sock", (0, 1000), (27,), 8, 500),
+        unix_socket=UnixSocketSettings(False, "/tmp/q.sock", (0, 1000), (27,), 8, 500, 0, 0o640),
         metrics=MetricsSettings(True, ListenAddress("::1", 9100), 2),
     )
     assert str(s.metrics.listen) == "[::1]:9100"

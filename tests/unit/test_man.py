@@ -16,7 +16,9 @@ import re
 import shutil
 import subprocess
 import typing
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -253,6 +255,10 @@ def config_leaves(cls: type = Settings, prefix: str = "") -> dict[str, tuple[obj
 LEAVES = config_leaves()
 
 
+#: keys whose default the page writes in another notation than str()
+SHOWN_AS: dict[str, Callable[[Any], str]] = {"unix_socket.mode": lambda mode: f"{mode:04o}"}
+
+
 def yaml_default(value: object) -> str:
     if value is None:
         return "null"
@@ -276,7 +282,7 @@ def config_entries() -> dict[str, tuple[str, str]]:
 
 def test_the_walk_finds_the_known_tree() -> None:
     assert {"log.level", "client.x509.truststore", "metrics.listen", "keyrings"} <= set(LEAVES)
-    assert len(LEAVES) == 34
+    assert len(LEAVES) == 36
 
 
 def test_documented_keys_are_exactly_the_settings_keys() -> None:
@@ -290,7 +296,8 @@ def test_documented_keys_are_exactly_the_settings_keys() -> None:
 @pytest.mark.parametrize("key", sorted(LEAVES))
 def test_each_key_states_its_default(key: str) -> None:
     tag, _ = config_entries()[key]
-    want = yaml_default(LEAVES[key][1])
+    value = LEAVES[key][1]
+    want = SHOWN_AS[key](value) if key in SHOWN_AS else yaml_default(value)
     assert tag.endswith(f"default {want}"), f"{key}: tag {tag!r}, default is {want}"
 
 
@@ -317,7 +324,10 @@ def _nested(key: str, value: object) -> str:
     return yaml.safe_dump(doc)
 
 
-INT_KEYS = sorted(k for k, (tp, _) in LEAVES.items() if tp in (int, tuple[int, ...]))
+#: unix_socket.mode is an int written in octal, with its own checks (test_config.py)
+INT_KEYS = sorted(
+    k for k, (tp, _) in LEAVES.items() if tp in (int, tuple[int, ...]) and k not in SHOWN_AS
+)
 
 
 def test_integer_keys_are_found() -> None:

@@ -71,10 +71,18 @@ class Daemon:
         assert self.proc.wait(30) == 0, self.log.read_text()[-3000:]
 
 
-def start_daemon(d: Path, extra: str = "", *, metrics: bool = False) -> Daemon:
+def start_daemon(
+    d: Path,
+    extra: str = "",
+    *,
+    metrics: bool = False,
+    prefix: tuple[str, ...] = (),
+    until_logged: str | None = None,
+) -> Daemon:
     """A daemon in ``d`` (PKI written there) whose client role trusts the test CA;
     ``extra`` is appended to the unix_socket section (indented lines) and then to the
-    file."""
+    file. ``prefix`` runs it under another program (e.g. ``setpriv``); with
+    ``until_logged`` it is ready once its log has that text, not once it listens."""
     make_pki().write(d)
     (d / "htdocs").mkdir(exist_ok=True)
     sock = d / "run" / "quichsd.sock"
@@ -89,13 +97,16 @@ def start_daemon(d: Path, extra: str = "", *, metrics: bool = False) -> Daemon:
     log = d / "daemon.log"
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
     proc = subprocess.Popen(
-        [str(BIN / "quichsd"), "-s", "-c", str(d / "config.yaml")],
+        [*prefix, str(BIN / "quichsd"), "-s", "-c", str(d / "config.yaml")],
         stdout=log.open("w"), stderr=subprocess.STDOUT, env=env,
     )  # fmt: skip
     daemon = Daemon(proc, d, sock, log, port)
     t0 = time.monotonic()
     while time.monotonic() - t0 < 15 and proc.poll() is None:
-        if sock.exists() and (port is None or _listening(port)):
+        if until_logged is not None:
+            if until_logged in log.read_text(errors="replace"):
+                return daemon
+        elif sock.exists() and (port is None or _listening(port)):
             return daemon
         time.sleep(0.05)
     daemon.stop()
