@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """``python -m bench`` (or ``bench/run.sh``): the whole benchmark, table + bench/out/results.json.
 
 Options: ``--quick`` (smaller counts, for a smoke run), ``--profile`` (also cProfile the

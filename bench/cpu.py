@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Per-side CPU time of quichsd's driver + engine, both sides in one thread.
 
 Method: each side's ``run_handshake`` coroutine is wrapped so that every step the event

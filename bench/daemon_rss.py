@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Idle RSS of the real daemon (``quichsd -s -c etc/quichsd/config.yaml``) after start-up.
 
 Falls back to the RSS of a process that imports the daemon's modules when the CLI is

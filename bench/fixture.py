@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The daemon's configuration, built once per process, and memory socket pairs to run on.
 
 Everything shared is made once, as the daemon does: certificate credentials (server

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Build and run the C floor (bench/floor.c) with quichsd's own priority strings."""
 
 from __future__ import annotations

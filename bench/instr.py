@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Instructions per handshake pair, per library: the C floor vs quichsd, under callgrind.
 
 ``python -m bench.instr`` (needs valgrind; about 3 minutes). Both programs run N1 and

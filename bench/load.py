@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Concurrency: K handshake pairs in flight, latency and throughput, 1 core vs 2.
 
 Run as a child (``python -m bench.load K N MODE``) so each configuration gets a fresh

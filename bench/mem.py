@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Memory: idle daemon RSS, and RSS per in-flight server handshake at K = 1,000.
 
 Per in-flight handshake (child: ``python -m bench.mem K``): K ClientHellos are made first

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """``--profile``: cProfile of N handshake pairs (both sides, executor None).
 
 ctypes calls into GnuTLS are not separate entries: their time is in the tottime of the

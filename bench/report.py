@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Summary statistics and the printed table (every quichsd figure beside the floor)."""
 
 from __future__ import annotations

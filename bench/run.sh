@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The whole benchmark: builds bench/floor.c, writes bench/out/results.json, prints a table.
 # Usage: bench/run.sh [--quick] [--profile]
 set -e

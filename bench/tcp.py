@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """CPU per TCP PSK handshake (both sides): quichsd's TCP path vs the GnuTLS C floor.
 
 ``python -m bench.tcp [N]``: builds ``bench/tcp_floor.c`` into ``bench/out/tcp_floor`` and

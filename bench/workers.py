@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Daemon-level throughput with ``handshake.workers`` = 1 vs 2 (``python -m bench.workers``).
 
 The real HandshakeAgent and WorkerPool (fork server, fd hand-over, DONE from the worker)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Accept loops that survive the fd limit: back off, and log once per interval.
 
 asyncio's own accept loop (``loop.create_server``) reports every failed ``accept()`` to the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """``quichsd [-c PATH] [-s|--stderr] [--check] [--version] [--import-tlshd-config [FILE]]``."""
 
 from __future__ import annotations

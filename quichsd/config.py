@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The YAML configuration: schema, defaults and ``PATH:LINE: message`` errors. Pure.
 
 The text is parsed with PyYAML's safe loader (libyaml's when available) but *composed*, not

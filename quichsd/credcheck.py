@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Credentials checked the way a handshake loads them, at ``--check``, start-up and reload.
 
 :func:`quichsd.credentials.load_credentials` reads the files and checks their PEM

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Certificates, private keys, trust stores, CRLs and PSKs, as bytes. No GnuTLS here.
 
 Sources, as in tlshd: files named in the config (read once by :func:`load_credentials`,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The daemon: the composition root and the process life cycle.
 
 Concurrency model: one asyncio event loop in one process, GnuTLS steps run inline on

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """``python -m quichsd.demo``: the main job, shown on a kernel without QUIC.
 
 1. ``quichsd --check`` on the shipped default config (etc/quichsd/config.yaml).

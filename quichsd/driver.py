@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """One TLS handshake over a :class:`~quichsd.quicsocket.QuicSocket`, on asyncio.
 
 The driver speaks the kernel QUIC socket contract (docs/kernel-interfaces.md §2-§3) and is the

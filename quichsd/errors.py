@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Error hierarchy. Each handshake error carries the DONE status (a positive errno).
 
 The mapping from failure to status is defined here and only here (see

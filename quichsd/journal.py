@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Logging to the systemd journal: its native protocol, and the stderr form journald reads.
 
 Two handlers, chosen by :func:`quichsd.log.setup`:

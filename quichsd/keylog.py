@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The key log file (``log.keylog_file``): TLS secrets in NSS key log format, opt-in.
 
 For decrypting packet captures while debugging. Only the config turns it on (GnuTLS's own

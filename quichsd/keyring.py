@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Kernel key retention service through ``libkeyutils.so.1`` (ctypes). Returns bytes.
 
 The PyPI ``keyutils`` package does not build on Python 3.11, so this is a direct binding of

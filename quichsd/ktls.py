@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Kernel TLS (kTLS) for a TCP socket whose TLS 1.3 handshake userspace finished.
 
 The kernel takes the record layer over with ``setsockopt(SOL_TCP, TCP_ULP, "tls")`` and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Logging set-up: the journal when running under systemd, else stderr; GnuTLS's log bridge.
 
 Where the output goes (:func:`setup`), with :mod:`quichsd.journal`'s handlers:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Text from a peer (or any other party) made safe for one log line (pure).
 
 A peer controls its CONNECTION_CLOSE reason phrase, its certificate subjects, the ALPN it

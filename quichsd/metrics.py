@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The daemon's metrics: counters, gauges and histograms recorded as plain numbers. Pure: no
 I/O and no exposition. The HTTP endpoint (:mod:`quichsd.metrics_http`) serves them through
 prometheus_client (:mod:`quichsd.metrics_export`: a private ``CollectorRegistry``, process

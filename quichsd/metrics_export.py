@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The exposition of :mod:`quichsd.metrics` through prometheus_client: a private
 ``CollectorRegistry`` (never prometheus_client's global one) holding a collector that
 turns the recorded numbers into metric families at each scrape, and prometheus_client's

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The metrics endpoint: ``GET /metrics`` over HTTP/1.x on ``metrics.listen``, on the
 daemon's event loop.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The peer's certificate as a kernel key, for DONE's REMOTE_AUTH after an x509 handshake.
 
 As tlshd does (ktls-utils ``keyring.c``, ``tlshd_keyring_create_cert``), the certificate (DER)

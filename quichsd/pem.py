@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Structural checks of PEM/DER certificates, CRLs and private keys. Pure; no crypto.
 
 These catch the usual configuration mistakes (wrong file, truncated file, key in the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """``quichsd-probe connect|serve``: a real QUIC endpoint over UDP whose TLS runs through quichsd.
 
 Like ``gnutls-cli`` for QUIC. The QUIC stack is the userspace one (aioquic behind the kernel

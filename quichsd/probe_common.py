@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """What quichsd-probe's commands share: exit statuses, errors, argument parsing, the TLS
 policy and credentials, result lines, session files and the probe's sockets.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """One probe connection from handshake to close, the same with or without ``--via``.
 
 The handshake itself is passed in (quichsd's driver in-process, or the daemon over its

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The ``quichsd-probe -v`` report: what one handshake did, as text for an engineer.
 
 Built from the :class:`~quichsd.probe_trace.Trace` of the handshake and its JSON result:

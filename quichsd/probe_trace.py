@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """What happened on one probe handshake, seen at the QUIC socket contract.
 
 :class:`TraceSocket` stands between the handshake (quichsd's driver, or the daemon through

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Decoding what ``quichsd-probe -v`` shows: TLS handshake messages and QUIC transport
 parameters, from the bytes that crossed the socket (pure, no I/O).
 

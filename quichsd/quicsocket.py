@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The QUIC socket contract: the subset of ``socket.socket`` a handshake needs.
 
 A kernel ``IPPROTO_QUIC`` socket *is* a :class:`QuicSocket` (``socket.socket`` has all of

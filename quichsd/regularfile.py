@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Open a file that must be a regular file, without ever blocking on what it is instead.
 
 A FIFO opened for reading waits for a writer, and a read from it (or from a tty or a

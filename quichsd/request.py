@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """What one handshake is asked to do and what it answers (pure).
 
 :class:`HandshakeRequest` (daemon policy and credentials) and the socket's

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """systemd integration: readiness/status notifications and the watchdog.
 
 Uses systemd-python's ``sd_notify`` when it is installed and falls back to the

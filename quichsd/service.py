@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Turns one kernel handshake request into a driver run: credentials, policy, deadline.
 
 :class:`HandshakeService` holds what all handshakes share and what a reload replaces as

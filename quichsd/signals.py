@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """What each signal does to the daemon and its worker processes: none of them
 default-terminates (SIGUSR1 or SIGUSR2 from ``kill`` used to kill the daemon with no log
 line, the unix socket file left behind and handshakes in flight cut off).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """One TLS 1.3 handshake on a kernel consumer's TCP socket, then the kTLS hand-over.
 
 The TCP counterpart of :mod:`quichsd.driver`: the same :class:`HandshakeRequest` in, the

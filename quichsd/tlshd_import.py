@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Convert a tlshd configuration into quichsd's YAML (``quichsd --import-tlshd-config``). Pure.
 
 tlshd (oracle/ktls-utils) reads a GLib key file, ``/etc/tlshd/config`` or the older

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Constants and struct layouts of ``linux/quic.h`` and ``linux/handshake.h``. Pure: no I/O.
 
 Mirrors lxin/quic ``modules/include/uapi/linux/quic.h`` at 03a9c7cd (uapi last changed

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Run the README's test command inside a Debian root file system of another release
 # (default: trixie, Debian 13), made with debootstrap from the host's own Debian mirror.
 #

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # shellcheck shell=bash
 # Sourced by scripts/setup.sh: apt helpers that work on Debian 12 and Debian 13 alike.
 #   debian_release            prints the major release (12, 13, ...) from /etc/debian_version

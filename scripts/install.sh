@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Install what a distribution ships besides the Python package: the systemd unit, the
 # configuration file, the man pages and the documentation; and put the daemon's command
 # in SBINDIR, as tlshd's is.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Idempotent set-up on a fresh Debian 12 (bookworm) or Debian 13 (trixie) machine, run
 # as root: system packages, then a virtualenv in .venv with quichsd installed (editable)
 # and its test tools. Package names that differ between releases (Debian 13's t64

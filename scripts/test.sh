@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The test command: set-up (idempotent), lint, strict typing, then every test tier
 # (unit, engine, keyring, netlink, interop against real QUIC peers, real-kernel VM).
 # Extra arguments go to pytest, e.g. scripts/test.sh -m "not vm".

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Shared test set-up: make ``tests/`` importable (pki helpers)."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Test PKI made at test time with `cryptography` (no private keys are committed)."""
 
 from __future__ import annotations

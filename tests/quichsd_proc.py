@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """A real ``quichsd -s`` process serving its unix socket, with a config the test writes.
 
 :class:`QuichsdProcess` starts the daemon, waits for its socket, and stops it with SIGTERM

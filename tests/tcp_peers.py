@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Real TLS-over-TCP peers for the kTLS path: GnuTLS's gnutls-serv and gnutls-cli.
 
 Both only ever talk to 127.0.0.1. gnutls-serv runs with ``--echo`` (every record it

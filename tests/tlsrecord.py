@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """A userspace TLS 1.3 record layer keyed by kTLS ``crypto_info`` bytes (tests only).
 
 This host's kernel has no kTLS, so the host-side tests check what quichsd *would*

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """ctypes binding of the GnuTLS (>= 3.7.2) calls quichsd uses, and nothing else.
 
 Rules (docs/gnutls-binding.md §1.6): a private ``CDLL`` (no shared cached function objects);

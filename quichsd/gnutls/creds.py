@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """GnuTLS credential objects, priority caches and the anti-replay context.
 
 Each class owns one GnuTLS handle and frees it in ``close()`` (idempotent; also on

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """What the linked GnuTLS offers, detected once: the one place that knows its version.
 
 Behaviour that differs between the GnuTLS releases quichsd runs on (3.7.9 in Debian 12,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Private keys on a PKCS#11 token (RFC 7512 ``pkcs11:`` URLs), as tlshd allows.
 
 GnuTLS reads the key through p11-kit's configured modules (``gnutls_privkey_import_url``);

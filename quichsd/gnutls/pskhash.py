@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """External PSKs bound to SHA-384 (NVMe's ``NVMe1R02`` keys) on every supported GnuTLS.
 
 A TLS 1.3 external PSK has a hash; its binders and the suite must use it. GnuTLS 3.8.1+

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Reading certificates' subjects and validity periods with GnuTLS itself.
 
 The daemon must not need the ``cryptography`` package (it is the probe's optional extra),

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The kernel's generic netlink ``handshake`` family: wire codec, transport seam, agent."""
 
 from .agent import DEFAULT_MAX_IN_FLIGHT, Handler, HandshakeAgent, HandshakeOutcome

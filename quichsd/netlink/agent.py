@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The netlink handshake agent: READY -> ACCEPT -> handler -> DONE, on one event loop.
 
 Concurrency model:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Wire codec of the generic netlink family ``handshake``. Pure: bytes in, values out.
 
 Layouts (``docs/kernel-interfaces.md`` §1, ``linux/handshake.h``; all host byte order):

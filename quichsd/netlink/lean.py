@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Importing only the part of pyroute2 the agent uses.
 
 ``import pyroute2.netlink`` first runs ``pyroute2/__init__.py``, which imports every

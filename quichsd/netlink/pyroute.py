@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The real :class:`~quichsd.netlink.transport.NetlinkTransport`, on pyroute2's asyncio API.
 
 Two ``AsyncGenericNetlinkSocket`` s, both in this process (the kernel installs an

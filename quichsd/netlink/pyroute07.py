@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """:class:`~quichsd.netlink.transport.NetlinkTransport` on pyroute2 0.7's synchronous API.
 
 Debian ships pyroute2 0.7 (0.7.2 in Debian 12, 0.7.7 in Debian 13), which has no asyncio

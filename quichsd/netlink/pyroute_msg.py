@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """What both pyroute2 transports share: a message pyroute2 frames but leaves undecoded
 (the codec parses it), the raw bytes of a received one, and errors as OSError.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The seam between the handshake agent and the kernel: one netlink conversation.
 
 :class:`NetlinkTransport` is all the agent needs from a netlink socket. The real one is

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The netlink transport for the installed pyroute2 (0.9 and later, or Debian 12/13's 0.7)."""
 
 from __future__ import annotations

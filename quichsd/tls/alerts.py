@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """TLS alert descriptions by their RFC 8446 §6 names (pure)."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The process-wide GnuTLS callbacks, and the registry that routes them to their Engine.
 
 One CFUNCTYPE object per callback for the whole process (never freed, so C can always call

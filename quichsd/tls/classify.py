@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """GnuTLS failures -> :class:`~quichsd.errors.HandshakeError` with the TLS alert to send.
 
 One place decides which error class (and so which kernel status) and which alert a failed

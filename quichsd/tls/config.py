@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """What one handshake asks of the TLS engine, and the GnuTLS priority string for it (pure).
 
 :class:`EngineConfig` is the engine's whole input apart from the peer's bytes: role,

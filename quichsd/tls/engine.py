@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The sans-IO TLS 1.3 engine for QUIC: one GnuTLS session per handshake, no I/O.
 
 In: ``receive(level, bytes)`` of handshake data the QUIC stack received (kernel level

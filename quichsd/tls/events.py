@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Events the sans-IO TLS engine emits, in the order they must be acted on. Pure."""
 
 from __future__ import annotations

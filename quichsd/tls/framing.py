@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Handshake-message framing checks on what a peer sends, before GnuTLS buffers it (pure).
 
 GnuTLS waits silently for the body of any header, so a garbage length would stall the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """What the TCP path reads itself from raw ClientHello / EncryptedExtensions (pure).
 
 The TCP path picks the PSK binder hash from the key the identity names (a 48-byte NVMe

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The peer identity a client verifies the server certificate against, and its SNI.
 
 The rule (documented in quichsd(8), VERIFYING THE SERVER), applied on every path (netlink,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Setting up one GnuTLS session for an :class:`~quichsd.tls.config.EngineConfig`.
 
 Init flags, priorities, credentials per role and authentication, ALPN, the QUIC

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """A TLS 1.3 GnuTLS session run directly on a TCP socket's fd, for a kTLS hand-over.
 
 Unlike :class:`~quichsd.tls.engine.Engine` (QUIC: GnuTLS gets and emits handshake

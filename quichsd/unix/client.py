@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Client side of socket-ops: bridge a local QuicSocket to the daemon's unix service.
 
 The QUIC stack stays here (e.g. :class:`quichsd.userspace.aioquic.UserspaceQuicSocket`);

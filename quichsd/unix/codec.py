@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The unix service protocol, version 1: bytes <-> typed messages. Pure: no I/O.
 
 One message is one ``SOCK_SEQPACKET`` record (docs/unix-protocol.md)::

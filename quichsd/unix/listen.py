@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The listening socket: systemd socket activation, or a safe bind of ``unix_socket.path``.
 
 Bind rules: the parent directory is created if missing; an existing parent must be a real

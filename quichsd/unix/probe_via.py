@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """``quichsd-probe connect|serve --via PATH``: local QUIC stack, TLS in the daemon.
 
 The probe's userspace QUIC socket stays in this process; the handshake runs in the daemon

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """A QuicSocket whose operations travel to a unix-service client (socket-ops).
 
 The daemon runs the ordinary driver (``run_handshake``) on :class:`RemoteQuicSocket`:

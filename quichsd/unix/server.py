@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The unix service: one connection = one request (HANDSHAKE or START) = one reply.
 
 Per connection: SO_PEERCRED against ``unix_socket.allowed_uids``/``allowed_gids``, the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Records on a ``SOCK_SEQPACKET`` unix connection: non-blocking send/receive, SCM_RIGHTS.
 
 Every fd the kernel installs with a received record is either returned to the caller (who

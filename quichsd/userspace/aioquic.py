@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """A userspace QUIC socket backed by aioquic: real QUIC over real UDP, kernel socket contract.
 
 :class:`UserspaceQuicSocket` answers the calls of :class:`~quichsd.quicsocket.QuicSocket`

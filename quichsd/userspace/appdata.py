@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The parts of the userspace QUIC socket that are not the kernel contract.
 
 :class:`Readiness` gives the socket a pollable fd; :class:`AppData` is the post-handshake

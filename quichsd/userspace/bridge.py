@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """aioquic's QuicConnection with its TLS replaced by the socket user (the handshake driver).
 
 aioquic calls ``tls.Context.handle_message(data, buffers)`` with reassembled CRYPTO data and

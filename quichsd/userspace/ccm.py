@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """TLS_AES_128_CCM_SHA256 (0x1304) packet protection for aioquic, and the cipher mapping.
 
 aioquic 1.7 protects packets with AES-GCM and ChaCha20 only. RFC 9001 §5.3 also allows

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """An in-memory pair of QUIC sockets: handshake messages cross, secrets are recorded.
 
 No QUIC packets and no UDP: each ``sendmsg`` at a level becomes a ``recvmsg`` at the same

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Per-socket settings of the userspace QUIC socket and the aioquic configuration they make.
 
 ``SocketOptions`` is what the kernel keeps per socket and hands to the agent with

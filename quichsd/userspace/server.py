@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """A UDP listener that hands out one :class:`UserspaceQuicSocket` per new QUIC connection.
 
 Like a kernel listening QUIC socket: a connection is accepted when its first Initial packet

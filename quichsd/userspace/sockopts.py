@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """getsockopt/setsockopt of the userspace QUIC socket, as the kernel answers them.
 
 Values are decoded with :mod:`quichsd.uapi` from the layouts of docs/kernel-interfaces.md §2.6;

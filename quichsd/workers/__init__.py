@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Worker processes: handshakes on every core (``handshake.workers`` > 1).
 
 See :mod:`quichsd.daemon` for the design; :mod:`.pool` is the main process's side,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Messages between the main process and a worker: pickled tuples on a SOCK_SEQPACKET
 socketpair, an accepted fd riding along with a job (SCM_RIGHTS).
 

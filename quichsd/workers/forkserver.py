@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The main process's handle on the fork server (:mod:`.zygote`): started before the
 event loop, watched once the loop runs (a pidfd), reaped and started again when it dies.
 

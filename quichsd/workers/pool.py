@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The main process's side of the worker processes: hand-over, accounting, respawn.
 
 :meth:`WorkerPool.handle` is the netlink agent's handler when ``handshake.workers`` > 1:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The 0-RTT anti-replay store, process-wide across worker processes.
 
 GnuTLS asks the anti-replay context's *add* function, synchronously from inside

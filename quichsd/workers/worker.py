@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """One worker process: runs the handshakes the main process hands it, sends their DONE.
 
 A worker receives ``("job", id, AcceptRequest)`` with the accepted fd (now in *its* fd

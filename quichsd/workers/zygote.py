@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The fork server: a small process that forks worker processes on request.
 
 It is forked from the main process before the main process starts its event loop,

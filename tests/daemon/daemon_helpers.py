@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """A real ``quichsd`` process with a test PKI and its unix socket, and the canary
 handshakes through it against ngtcp2's gtlsserver / gtlsclient (as tests/unix does):
 ``canary_connect`` (client role, the daemon's trust store) and ``canary_serve`` (server

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The real `quichsd` process: CLI contract, sd_notify, SIGHUP reload, SIGTERM exit.
 
 On this kernel the netlink family is absent, so these check the life cycle around it:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Issue 11 (security and reliability hardening), items 6, 8, 9, 10 and 16, against the
 real ``quichsd`` process; each ends with the daemon still serving canary handshakes
 (``quichsd-probe --via`` against gtlsserver / gtlsclient). Item 7 is in test_workers.py."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Issue 11 items 4 and 5: key logging is opt-in by config only; GnuTLS's key-printing
 debug level needs it. A real daemon, with handshakes run for a socket-ops client against
 ngtcp2's gtlsserver on loopback."""

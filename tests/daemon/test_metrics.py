@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Metrics: counters fed by the netlink agent (FakeKernel seam), the HTTP endpoint over a
 real TCP socket, and the real `quichsd` process serving GET /metrics after a unix-service
 handshake against ngtcp2's gtlsserver; scrapes of the real daemon are read with

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """``handshake.workers`` = 2: the main process ACCEPTs (FakeKernel, the agent's netlink
 seam), hands each fd to a worker process, the worker sends DONE through its own netlink
 socket (RecordingTransport: sender pid + the socket its SOCKFD names in the sender's fd

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Seams for the worker-process tests.
 
 ``RecordingTransport`` is the netlink request socket of a *worker* process: it frames

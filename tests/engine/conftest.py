@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Fixtures for the in-process client engine <-> server engine tests.
 
 The PKI is made once per session by ``tests/pki.py``; credentials are shared by every

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Drive a client engine against a server engine in-process, and read the TLS bytes.
 
 ``roundtrip(client, server)`` plays the part of two QUIC stacks (in the style of aioquic's

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Callbacks never let an exception reach C: the handshake fails with LocalError (EIO)
 carrying the cause; the engine stays closable."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """CRLs: a server certificate revoked by the CA's CRL is refused with certificate_revoked."""
 
 from __future__ import annotations

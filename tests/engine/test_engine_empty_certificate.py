@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """A server whose Certificate message lists no certificate (RFC 8446 §4.4.2.4: the client
 MUST abort with decode_error). GnuTLS's server engine makes the real flight; only the
 Certificate message's body is replaced by an empty one on its way to our client."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Failures map to an alert and a clear error; data after a failure re-raises."""
 
 from __future__ import annotations

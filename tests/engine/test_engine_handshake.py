@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Full x509 handshakes: certificates, chains, secrets, transport parameters, ALPN, order."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """No leak: thousands of full x509 handshakes leave fds and RSS flat."""
 
 from __future__ import annotations

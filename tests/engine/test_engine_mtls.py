@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Client certificates: REQUIRE with and without one, REQUEST (optional), bad client certs."""
 
 from __future__ import annotations

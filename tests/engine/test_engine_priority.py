@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Rules from the research: compat mode off, empty legacy_session_id, max_early_data
 0xffffffff, no KeyUpdate ever."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """External PSK: success, unknown identity, wrong key."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Session tickets, resumption, 0-RTT once, and a replayed ClientHello."""
 
 from __future__ import annotations

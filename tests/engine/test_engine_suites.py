@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Each TLS 1.3 suite by its kernel cipher number, and each key-exchange group."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Property tests of the configuration parser (quichsd/config.py).
 
 ``parse_config`` on any text returns :class:`Settings` or raises :class:`ConfigError` whose

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Property tests of the TLS engine (quichsd/tls/engine.py) fed what a hostile peer sends.
 
 A server engine at INITIAL, and a client engine after its ClientHello (at INITIAL) or after

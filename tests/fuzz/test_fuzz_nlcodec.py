@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Property tests of the handshake netlink codec (quichsd/netlink/codec.py).
 
 Valid READY/ACCEPT replies are built here by hand with ``struct.pack`` from the layouts in

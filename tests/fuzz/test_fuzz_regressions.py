@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Failing examples the property tests in this directory found, kept as plain tests."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Property tests of the kernel struct codecs in quichsd/uapi.py.
 
 Every ``unpack_*`` given arbitrary bytes returns a value or raises ValueError; every

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Property tests of the unix service protocol codec (quichsd/unix/codec.py).
 
 Any record decodes to a message or raises :class:`CodecError` with an errno the ERROR reply

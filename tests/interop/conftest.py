@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Fixtures shared by the interop tests: the test PKI (made once per module), its PEM files
 with an ``htdocs`` for gtlsserver, GnuTLS credentials of both roles, one anti-replay
 context (modules may define their own ``pki_dir``)."""

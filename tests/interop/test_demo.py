@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The README's main job (scripts/demo.sh runs `python -m quichsd.demo`) stays true."""
 
 from __future__ import annotations

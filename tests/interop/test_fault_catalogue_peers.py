@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Fault-catalogue cases against real QUIC peers (docs/fault-catalogue.md): a TLS 1.2-only
 peer on either side, transport parameters larger than the kernel's 512 bytes on either
 side, an IP-literal peer name (no SNI), and session data larger than the kernel's 4096.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Issue 11 items 1-3: what a peer certificate must be for, and for whom, against real peers.
 
 Item 1: the key purpose (EKU) -- serverAuth for a server, clientAuth for a client.

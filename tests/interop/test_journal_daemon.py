@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Issue 13 items 9-11: the real daemon logging to a journal socket and to journald's
 stream, decoded with the journal's native protocol.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Issue 13 item 12: private keys given as PKCS#11 URLs, on a real token (SoftHSM 2 through
 p11-kit, the way GnuTLS finds any module), as tlshd allows.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """quichsd-probe as a diagnostic tool: each way it can fail before or at the start of a
 handshake gives one clear line on stderr (never a traceback), a JSON line where a
 handshake was attempted, and the documented exit status (docs/man/quichsd-probe.1)."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """quichsd-probe connect (our driver + engine over the userspace QUIC socket) against
 Debian's gtlsserver (ngtcp2 + GnuTLS): an independent QUIC stack over UDP on loopback."""
 

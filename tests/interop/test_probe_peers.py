@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """quichsd-probe as a process: `serve` accepting ngtcp2's gtlsclient and an aioquic client
 (aioquic's own TLS), and `connect` to an aioquic server. JSON lines and exit codes are
 asserted, plus what the independent peer logged."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Issue 13 item 6: ``systemd/quichsd.socket`` and a real LISTEN_FDS hand-over.
 
 systemd's own ``systemd-socket-activate`` binds a SOCK_SEQPACKET socket, as the shipped

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The TCP path (quichsd.tcpdriver) against GnuTLS's own gnutls-serv / gnutls-cli on
 127.0.0.1, and what it would hand to kTLS.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The service's TCP path with certificates, as NFS (``xprtsec=tls|mtls``) and nfsd ask:
 x509 server against gnutls-cli (with and without a client certificate), x509 and
 anonymous clients against gnutls-serv; the session handed to (recorded) kTLS and used.

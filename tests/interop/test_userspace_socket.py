@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The userspace QUIC socket (aioquic over real UDP) against the kernel socket contract,
 and full handshakes through quichsd's driver against aioquic's own TLS and ngtcp2.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Peers and helpers for the userspace QUIC socket interop tests.
 
 * aioquic with its *own* TLS (``aioquic.asyncio``): an echo server and an echo client;

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Guest side of the real-kernel VM tier (runs inside the virtme-ng guest as root).
 
 Stdlib only: under TCG every import costs 20-25x what it costs on the host.

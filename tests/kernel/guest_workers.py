@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Worker-process scenarios of the VM tier (``handshake.workers: 2``); run by guest.py.
 
 Which process sent a netlink command is read from the kernel itself: the ``handshake``

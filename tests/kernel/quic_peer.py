@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Userspace IPPROTO_QUIC peer for the kernel QUIC scenarios (guest only).
 
 Plays the other side of lxin/quic's ``quic_sample_test.ko``: a kernel QUIC socket in

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Run the real-kernel VM tier: one virtme-ng boot of Debian's 6.12 kernel, all scenarios.
 
 Host side, stdlib only.  Steps:

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Idempotent installer for the real-kernel VM test tier (tests/kernel/).
 #
 # Installs, on a Debian 12 or 13 machine run as root:

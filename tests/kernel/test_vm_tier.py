@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Real-kernel VM tier: quichsd against live kernel handshake consumers.
 
 One boot of Debian's 6.12 kernel under qemu (TCG) runs every scenario of

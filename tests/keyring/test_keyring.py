@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The libkeyutils binding and the keyring parts of credentials, on this machine's REAL kernel
 keyring. Each test first joins a new anonymous session keyring, so keys and links made by one
 test are invisible to the next (the pytest process stays in the last anonymous session)."""

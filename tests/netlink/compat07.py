@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Checks of :mod:`quichsd.netlink.pyroute07` against this machine's kernel, run by
 ``test_nlpyroute07.py`` under an interpreter whose pyroute2 is 0.7 (Debian's
 python3-pyroute2: 0.7.2 in Debian 12, 0.7.7 in Debian 13). Stdlib and quichsd only, so it

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The daemon's READY -> ACCEPT -> driver -> DONE flow with the kernel replaced only at the
 netlink socket boundary (hand-built ACCEPT reply, DONE bytes asserted) and the QUIC socket
 being the aioquic-backed userspace one, handshaking with ngtcp2's gtlsserver over UDP.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The handshake agent with only the netlink socket replaced.
 
 ``FakeKernel`` implements ``NetlinkTransport``: it feeds READY bytes to the multicast

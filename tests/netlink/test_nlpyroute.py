@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The pyroute2 transport against this machine's real kernel.
 
 The kernel here has no ``handshake`` family, so the transport is pointed at ``nlctrl``

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The daemon on the distribution's own Python packages (issue 13 item 4): Debian's
 python3-pyroute2 is 0.7 (0.7.2 in Debian 12, 0.7.7 in Debian 13), which has no asyncio
 API, so :mod:`quichsd.netlink.pyroute07` serves there. Run by ``/usr/bin/python3 -I``

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """PSK client requests the daemon cannot serve (fault catalogue 2.1): no peer identity at
 all, and a key serial this machine's real kernel keyring refuses to read (revoked with
 ``keyctl revoke``, expired with ``keyctl timeout``).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The kernel's TIMEOUT attribute (fault catalogue 2.1): absent, the handshake gets
 ``handshake.default_timeout_ms``; huge (2^32-1 ms, about 49 days), it is capped at
 ``handshake.max_timeout_ms``. Through the real agent and service, against a UDP port that

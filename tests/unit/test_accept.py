@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """quichsd.accept.Throttled: one line per interval, counting what it left out (issue 11
 item 13: at the fd limit a failed accept must not be logged each time)."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Config validation: exact ``PATH:LINE: message`` lines for bad files, typed values for good."""
 
 from __future__ import annotations

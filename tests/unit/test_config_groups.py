@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """tls.groups against what the linked GnuTLS offers (issue 14: post-quantum key exchange).
 
 The availability of a group is the real library's (``gnutls_group_list``), read by

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Credential files: loading, PEM checks, owner/mode warnings, kernel-serial precedence."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Driver behaviour at the socket contract, over the in-memory socket pair.
 
 The TLS on both ends is GnuTLS through our engine; what is under test here is what the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """docs/fault-catalogue.md cannot rot: every row has a status of the documented form, and
 every ``tested:`` entry names a test function that exists in that file under tests/."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """quichsd.daemon.raise_fd_limit: the soft open-file limit goes up to the hard one."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """quichsd.gnutls.x509: subjects and validity periods as GnuTLS reads them, compared with
 what the independent ``cryptography`` parser wrote into the test PKI."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Imports only point down the layers: no import cycle inside the ``quichsd`` package
 (every import counts: top-level, in functions, under TYPE_CHECKING), and the TLS and
 GnuTLS layers never import the layers built on them."""

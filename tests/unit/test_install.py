@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """scripts/install.sh, staged into a DESTDIR as a package build would run it."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """quichsd.journal against a real journal socket (issue 13 items 9-11): a datagram socket
 the test binds, whose datagrams are decoded with the journal's native protocol, and a
 real stream for the ``<N>`` prefix form."""

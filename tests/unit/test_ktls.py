@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """quichsd.ktls: the crypto_info structs byte for byte, and the set-up order."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The daemon imports only the part of pyroute2 it uses (quichsd.netlink.lean, issue 15):
 not IPRoute, NDB, IPDB or the other netlink families pyroute2/__init__ pulls in."""
 

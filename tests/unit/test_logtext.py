@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """issue 11 item 14: peer-controlled text cannot start a log line of its own."""
 
 from __future__ import annotations

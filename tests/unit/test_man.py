@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The man pages in docs/man: they render without warnings, and they cannot silently rot.
 
 Every command-line option of ``quichsd`` and ``quichsd-probe connect|serve`` (read from the

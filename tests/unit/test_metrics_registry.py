@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The metrics store, its exposition through prometheus_client (read back with
 prometheus_client's own parser), the zero-initialised label sets, that a daemon without
 metrics does not load prometheus_client, and the HTTP request parsing of the endpoint,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Byte-for-byte tests of the handshake netlink codec.
 
 Every fixture is written here by hand from the spec tables in

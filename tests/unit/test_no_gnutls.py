@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Issue 13 item 8: without a loadable libgnutls, ``quichsd --version``, ``--help`` and
 ``--import-tlshd-config`` work, and every other command prints one line naming the
 library and the package to install, exit status 3, no traceback.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The package builds as a distribution builds it (issue 13 items 2-3).
 
 The wheel and the sdist are built by the PEP 517 hooks of the *distribution's* setuptools

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """quichsd.gnutls.pskhash: SHA-384-bound PSK credentials on this machine's GnuTLS."""
 
 from __future__ import annotations

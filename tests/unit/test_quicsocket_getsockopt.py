@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """getsockopt_bytes: buffers above CPython's 1024-byte getsockopt limit (SESSION_TICKET)."""
 
 from __future__ import annotations

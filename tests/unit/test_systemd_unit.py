@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The shipped systemd unit: notify + watchdog, CAP_NET_ADMIN only, and its exposure score
 from systemd's own analyzer (`systemd-analyze security --offline`)."""
 

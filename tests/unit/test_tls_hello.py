@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """quichsd.tls.hello: PSK identities from a real GnuTLS ClientHello, malformed input."""
 
 from __future__ import annotations

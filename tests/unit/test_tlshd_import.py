@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """``quichsd --import-tlshd-config``: a tlshd config becomes quichsd YAML (issue 13 item 12).
 
 The inputs are tlshd 1.4 key files (both the ``/etc/tlshd/config`` and the older

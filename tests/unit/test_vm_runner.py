@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The VM runner's own failure handling (tests/kernel/run_vm.py), without booting a VM.
 
 The consoles below are cut from real boots of Debian's 6.12 kernel under qemu TCG.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Issue 11 items 14 and 17: a peer that closes during the handshake, through a real daemon.
 
 The peer is aioquic with its own TLS (tests/interop/userspace_peers.py), closing right

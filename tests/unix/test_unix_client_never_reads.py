@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """A socket-ops client that never reads what the daemon sends (fault catalogue 2.8): the
 handshake ends by itself at its deadline, the daemon answers exactly once, frees every fd
 and keeps serving.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Unix service protocol v1: byte layout and every malformed-record rule of the codec."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """End to end: a real `quichsd` daemon process serving its unix socket, and
 `quichsd-probe connect|serve --via` against ngtcp2's gtlsserver / gtlsclient."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Issue 11, tried as an attacker on this machine would: a real `quichsd` daemon, real
 clients on its unix socket and metrics port, and after each attack a canary socket-ops
 handshake against ngtcp2's gtlsserver that must still succeed.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Non-root programs reach the unix socket (issue 13 item 13), as real unprivileged users.
 
 The test creates throwaway system groups and users (useradd/groupadd, removed afterwards)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The unix service in-process with a real HandshakeService: authz, malformed records,
 fd handoff refusals, too many fds, a client leaving mid-handshake; fds back to baseline."""
 

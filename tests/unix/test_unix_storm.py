@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """A handshake storm through a real daemon's unix socket (fault catalogue 2.6; issue 11's
 load test): 1,000 clients at once, twice, each a userspace QUIC socket whose TLS the
 daemon runs (socket-ops), against ngtcp2's gtlsserver. The sockets are made first, then

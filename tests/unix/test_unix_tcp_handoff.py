@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """fd handoff of a connected TCP socket: the unix service runs TLS 1.3 on it against a
 real gnutls-serv and hands the client's own fd back ready for kTLS.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """A real `quichsd` daemon process serving its unix socket (and, if asked, its metrics),
 for the tests in tests/unix; and the canary: one socket-ops handshake through it against
 ngtcp2's gtlsserver."""
