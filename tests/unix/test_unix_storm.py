@@ -26,7 +26,7 @@ from userspace_peers import GtlsServer  # noqa: E402
 pytestmark = pytest.mark.peer
 
 CLIENTS = 1000
-ROUNDS = 2
+ROUNDS = 3
 #: seconds for one round of CLIENTS handshakes; a round took 4-12 s here (2 cores shared
 #: with other work, the whole test 12-32 s)
 ROUND_LIMIT = 120
@@ -68,8 +68,13 @@ async def test_storm_of_1000_socket_ops_handshakes_through_the_daemon(tmp_path: 
             # the daemon closes each connection after its RESULT
             await until(lambda: daemon.fds() == idle_fds, what=f"daemon fds back to {idle_fds}")
             rss.append(daemon.rss_kb())
-        # round 1 warms caches and the allocator; round 2 must not grow
-        assert rss[-1] - rss[0] < 3 * 1024, rss
+        # round 1 warms caches and the allocator. A leak grows the daemon every round by
+        # the same amount (1.5 KiB a handshake is 1.5 MiB a round); the allocator's high
+        # water mark grows now and then with the peak concurrency of a round (seen: one
+        # round of +3.8 MiB on a loaded machine), so the smaller of the two later steps
+        # must stay under a leak's, and the whole under 5 MiB
+        steps = [b - a for a, b in zip(rss, rss[1:], strict=False)]
+        assert min(steps) < 1536 and rss[-1] - rss[0] < 5 * 1024, rss
         print(f"daemon RSS after each round: {rss} KiB")
     finally:
         server.stop()
