@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""The daemon needs pyroute2 and PyYAML (and prometheus_client, loaded only when the
-metrics endpoint starts); aioquic and cryptography are the probe's extra (issue 13 item 4). Run in a fresh interpreter in which those packages cannot be
+"""The daemon needs pyroute2 and PyYAML only; aioquic and cryptography are the probe's
+extra (issue 13 item 4). Run in a fresh interpreter in which those packages cannot be
 imported (``sys.modules[name] = None`` makes every import of them fail)."""
 
 from __future__ import annotations
