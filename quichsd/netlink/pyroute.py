@@ -32,7 +32,7 @@ from pyroute2.netlink.exceptions import NetlinkError  # noqa: E402
 
 from .. import uapi  # noqa: E402
 from . import codec  # noqa: E402
-from .pyroute_msg import _os_error, _raw, _RawGenlMsg  # noqa: E402
+from .pyroute_msg import _os_error, _raw, _RawGenlMsg, bind_error, join_group  # noqa: E402
 from .transport import HandshakeFamilyUnavailable  # noqa: E402
 
 try:
@@ -83,18 +83,9 @@ class PyrouteTransport:
             try:
                 await sock.bind(self._family, _RawGenlMsg)
             except NetlinkError as exc:
-                if exc.code == errno.ENOENT:
-                    other = self._family != uapi.HANDSHAKE_FAMILY_NAME
-                    raise HandshakeFamilyUnavailable(
-                        f"no family {self._family!r}" if other else None
-                    ) from exc
-                raise _os_error(exc) from exc
+                raise bind_error(exc, self._family) from exc
             if join:
-                if self._group not in sock.mcast_groups:
-                    raise HandshakeFamilyUnavailable(
-                        f"no multicast group {self._group!r} (groups: {sorted(sock.mcast_groups)})"
-                    )
-                sock.add_membership(self._group)
+                join_group(sock, self._group)
         except BaseException:
             _close_quietly(sock)
             raise

@@ -30,7 +30,7 @@ from pyroute2.netlink.generic import GenericNetlinkSocket
 
 from .. import uapi
 from . import codec
-from .pyroute_msg import _os_error, _raw, _RawGenlMsg
+from .pyroute_msg import _os_error, _raw, _RawGenlMsg, bind_error, join_group
 from .transport import HandshakeFamilyUnavailable
 
 log = logging.getLogger("quichsd.netlink")
@@ -70,18 +70,9 @@ class Pyroute07Transport:
             try:
                 sock.bind(self._family, _RawGenlMsg)
             except NetlinkError as exc:
-                if exc.code == errno.ENOENT:
-                    other = self._family != uapi.HANDSHAKE_FAMILY_NAME
-                    raise HandshakeFamilyUnavailable(
-                        f"no family {self._family!r}" if other else None
-                    ) from exc
-                raise _os_error(exc) from exc
+                raise bind_error(exc, self._family) from exc
             if join:
-                if self._group not in sock.mcast_groups:
-                    raise HandshakeFamilyUnavailable(
-                        f"no multicast group {self._group!r} (groups: {sorted(sock.mcast_groups)})"
-                    )
-                sock.add_membership(self._group)
+                join_group(sock, self._group)
             sock.setblocking(False)
         except BaseException:
             _close_quietly(sock)

@@ -19,7 +19,9 @@ import_lean()  # before any pyroute2 import: see quichsd.netlink.lean
 
 from pyroute2.netlink import nlmsg  # noqa: E402
 
+from .. import uapi  # noqa: E402
 from . import codec  # noqa: E402
+from .transport import HandshakeFamilyUnavailable  # noqa: E402
 
 
 class _RawGenlMsg(nlmsg):  # type: ignore[misc]
@@ -54,3 +56,22 @@ def _os_error(exc: BaseException) -> OSError:
         return exc
     code = getattr(exc, "code", None) or errno.EIO
     return OSError(code, f"netlink: {os.strerror(code)}")
+
+
+def bind_error(exc: Any, family: str) -> Exception:
+    """What a failed bind of ``family`` (a pyroute2 NetlinkError) means to the agent: the
+    family is absent (ENOENT; named only when it is not the handshake family), else the
+    error as an OSError."""
+    if getattr(exc, "code", None) == errno.ENOENT:
+        other = family != uapi.HANDSHAKE_FAMILY_NAME
+        return HandshakeFamilyUnavailable(f"no family {family!r}" if other else None)
+    return _os_error(exc)
+
+
+def join_group(sock: Any, group: str) -> None:
+    """Join the multicast ``group`` of the family ``sock`` is bound to, or say it lacks it."""
+    if group not in sock.mcast_groups:
+        raise HandshakeFamilyUnavailable(
+            f"no multicast group {group!r} (groups: {sorted(sock.mcast_groups)})"
+        )
+    sock.add_membership(group)
