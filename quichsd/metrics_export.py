@@ -4,7 +4,9 @@
 turns the recorded numbers into metric families at each scrape, and prometheus_client's
 ``ProcessCollector`` for this process (``process_open_fds``,
 ``process_resident_memory_bytes``, ``process_cpu_seconds_total``, ...); the text is
-``generate_latest(registry)``, format 0.0.4.
+``generate_latest(registry)``, format 0.0.4. Beside them, :class:`HeapCollector`'s two gauges of
+memory allocated and not freed (:mod:`quichsd.heap`), which unlike the RSS fall back after a
+burst of handshakes, so a leak shows as steady growth.
 
 Imported only by the metrics endpoint when it starts (prometheus_client adds 2.4 MB of RSS
 and 58 modules to the daemon's own): a daemon with metrics disabled never loads it.
@@ -24,6 +26,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from . import heap
 from .metrics import REGISTRY, Counter, Gauge, Histogram, Registry
 
 #: what generate_latest writes (prometheus_client >= 0.22 names version 1.0.0 its latest)
@@ -63,12 +66,33 @@ class StoreCollector(Collector):
             yield family
 
 
+class HeapCollector(Collector):
+    """``quichsd_malloc_in_use_bytes`` (where the C library tells it) and
+    ``quichsd_python_allocated_blocks`` of this process, read at each collect."""
+
+    def collect(self) -> Iterator[Metric]:
+        in_use = heap.malloc_in_use()
+        if in_use is not None:
+            yield GaugeMetricFamily(
+                "quichsd_malloc_in_use_bytes",
+                "Bytes the C heap has allocated and not freed (mallinfo2: uordblks + hblkhd)",
+                value=in_use,
+            )
+        yield GaugeMetricFamily(
+            "quichsd_python_allocated_blocks",
+            "Memory blocks Python's allocator has handed out and not had back",
+            value=heap.python_blocks(),
+        )
+
+
 def registry(store: Registry = REGISTRY, *, process: bool = True) -> CollectorRegistry:
-    """A private registry serving ``store`` (and, if ``process``, this process's metrics)."""
+    """A private registry serving ``store`` (and, if ``process``, this process's process and
+    heap metrics)."""
     reg = CollectorRegistry(auto_describe=False)
     reg.register(StoreCollector(store))
     if process:
         ProcessCollector(registry=reg)
+        reg.register(HeapCollector())
     return reg
 
 

@@ -232,3 +232,27 @@ def test_parse_head_names_the_fault() -> None:
     with pytest.raises(BadRequest, match="does not end with an empty line"):
         parse_head(b"GET /metrics HTTP/1.1\r\n")
     assert parse_head(b"GET /metrics?x HTTP/1.1\r\nA: b\r\n\r\n") == ("GET", "/metrics")
+
+
+def test_heap_gauges_follow_allocations_and_frees() -> None:
+    """quichsd_malloc_in_use_bytes and quichsd_python_allocated_blocks rise with memory
+    allocated (C heap: an 8 MiB ctypes buffer; Python: 100,000 objects) and fall back when
+    it is freed, which the RSS does not have to do."""
+    import ctypes
+
+    def gauges() -> tuple[float, float]:
+        got = samples(Exposition(registry(Registry()))().decode())
+        return got[("quichsd_malloc_in_use_bytes", ())], got[
+            ("quichsd_python_allocated_blocks", ())
+        ]
+
+    c0, p0 = gauges()
+    buf = ctypes.create_string_buffer(8 << 20)
+    objs = [object() for _ in range(100_000)]
+    c1, p1 = gauges()
+    assert c1 - c0 >= 8 << 20, (c0, c1)
+    assert p1 - p0 >= 99_000, (p0, p1)
+    del buf, objs
+    c2, p2 = gauges()
+    assert c1 - c2 >= 8 << 20, (c1, c2)
+    assert p1 - p2 >= 99_000, (p1, p2)
