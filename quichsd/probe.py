@@ -25,8 +25,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
-from .driver import HandshakeRequest, run_handshake
-from .gnutls.creds import AntiReplay, generate_ticket_key
+from .errors import LibraryUnavailable
 from .probe_common import (
     CIPHER_NAMES,
     DESCRIPTION,
@@ -46,7 +45,8 @@ from .probe_common import (
     probe_policy,
     result_line,
 )
-from .tls.engine import Auth, Role
+from .request import HandshakeRequest
+from .tls.config import Auth, Role
 from .uapi import CertRequest
 
 if TYPE_CHECKING:
@@ -75,6 +75,7 @@ def client_request(args: argparse.Namespace) -> HandshakeRequest:
 
 
 async def connect(args: argparse.Namespace) -> int:
+    from .driver import run_handshake
     from .probe_flow import client_run
 
     alpns = parse_alpns(args.alpn)
@@ -111,6 +112,8 @@ def _psk_table(path: str) -> dict[str, bytes]:
 
 
 async def serve(args: argparse.Namespace) -> int:
+    from .driver import run_handshake
+    from .gnutls.creds import AntiReplay, generate_ticket_key
     from .probe_flow import serve_run
 
     alpns = parse_alpns(args.alpn)
@@ -189,8 +192,10 @@ def _positive(kind: type) -> Any:
 
 
 def _version() -> str:
-    from .gnutls.features import features
-
+    try:
+        from .gnutls.features import features
+    except LibraryUnavailable:
+        return f"quichsd-probe {__version__} (GnuTLS cannot be loaded)"
     return f"quichsd-probe {__version__} (GnuTLS {features().version})"
 
 
@@ -310,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(e), EXIT_USAGE)
     except NetworkError as e:
         return _fail(str(e), EXIT_NETWORK)
+    except LibraryUnavailable as e:
+        return _fail(str(e), EXIT_MISSING_PACKAGE)
     except ModuleNotFoundError as e:
         if e.name is None or e.name.split(".")[0] not in OPTIONAL_MODULES:
             raise

@@ -18,13 +18,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from . import uapi
-from .driver import HandshakeResult, TlsPolicy
 from .errors import GnuTLSError, QuichsdError
-from .gnutls.creds import CertificateCredentials
-from .tls.engine import CIPHER_TOKEN, Role
+from .request import HandshakeResult, TlsPolicy
+from .tls.config import CIPHER_TOKEN, Role
 from .uapi import Cipher
 
 if TYPE_CHECKING:
+    from .gnutls.creds import CertificateCredentials
     from .userspace.aioquic import UserspaceQuicSocket
     from .userspace.server import UserspaceQuicServer
 
@@ -124,6 +124,8 @@ def probe_policy(args: argparse.Namespace) -> TlsPolicy:
 def certificate_credentials(
     cafile: str | None, cert: str | None, key: str | None
 ) -> CertificateCredentials:
+    from .gnutls.creds import CertificateCredentials
+
     cc = CertificateCredentials()
     try:
         if cert or key:

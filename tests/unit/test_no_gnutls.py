@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Issue 13 item 8: without a loadable libgnutls, ``quichsd --version``, ``--help`` and
 ``--import-tlshd-config`` work, and every other command prints one line naming the
-library and the package to install, exit status 3, no traceback.
+library and the package to install, exit status 3, no traceback; the same for
+``quichsd-probe``, whose ``--via`` (the daemon runs the TLS) works too.
 
 The library is really unloadable: the daemon runs in a private mount namespace where
 /dev/null is bind-mounted over the libgnutls file the dynamic loader would open.
@@ -31,11 +32,11 @@ def mapped(soname: str) -> str:
     raise AssertionError(f"{soname} not mapped")
 
 
-def without_gnutls(*args: str) -> subprocess.CompletedProcess[str]:
+def without_gnutls(*args: str, prog: str = QUICHSD) -> subprocess.CompletedProcess[str]:
     lib = mapped("libgnutls.so.30")
     script = f'mount --bind /dev/null "{lib}" && exec "$@"'
     return subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", QUICHSD, *args],
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", prog, *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -94,3 +95,38 @@ def test_without_libkeyutils_one_warning_with_the_reason(tmp_path: Path) -> None
     assert len(warnings) == 1, lines
     assert "keyrings not linked: cannot load libkeyutils.so.1: " in warnings[0], warnings
     assert warnings[0].endswith("(install libkeyutils1)") and "ENOSYS" not in warnings[0]
+
+
+PROBE = str(Path(sys.executable).parent / "quichsd-probe")
+
+
+def test_probe_without_gnutls_help_version_and_via_work(tmp_path: Path) -> None:
+    """quichsd-probe: --help and --version work; --via needs no local TLS, so it runs
+    (here to a daemon socket that does not exist: its JSON line says so, exit 1)."""
+    r = without_gnutls("--help", prog=PROBE)
+    assert r.returncode == 0 and "connect" in r.stdout and "serve" in r.stdout, r
+    r = without_gnutls("--version", prog=PROBE)
+    assert r.returncode == 0, r
+    assert r.stdout.strip() == f"quichsd-probe {__version__} (GnuTLS cannot be loaded)", r
+    gone = tmp_path / "no.sock"
+    r = without_gnutls(
+        "connect", "127.0.0.1", "4433", "--alpn", "h3", "--via", str(gone), prog=PROBE
+    )
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r
+    assert f'"error": "daemon at {gone}: ' in r.stdout, r
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("connect", "127.0.0.1", "4433", "--alpn", "h3"),
+        ("serve", "4433", "--alpn", "h3", "--cert", "c.pem", "--key", "k.pem"),
+    ],
+)
+def test_probe_without_gnutls_says_one_line_and_exits_3(args: tuple[str, ...]) -> None:
+    r = without_gnutls(*args, prog=PROBE)
+    assert r.returncode == 3 and r.stdout == "", r
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0].startswith(f"quichsd-probe: cannot load {_lib.LIBRARY}: "), lines
+    assert lines[0].endswith(_lib.PACKAGE_HINT), lines
