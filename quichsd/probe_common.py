@@ -101,14 +101,10 @@ def parse_alpns(text: str) -> tuple[bytes, ...]:
 
 
 def daemon_policy() -> TlsPolicy:
-    """The TLS policy ``quichsd`` applies when its config leaves ``tls:`` at the defaults:
-    the same ciphers and groups (X25519 first; hybrid post-quantum groups before it where
-    the linked GnuTLS has them), resumption key exchange and early-data choice."""
-    from .config import parse_config
-    from .gnutls.features import features
-    from .service import tls_policy
+    """The TLS policy ``quichsd`` applies when its config leaves ``tls:`` at the defaults."""
+    from .service import default_policy
 
-    return tls_policy(parse_config("", "(defaults)", available_groups=features().groups))
+    return default_policy()
 
 
 def probe_policy(args: argparse.Namespace) -> TlsPolicy:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from . import ktls, uapi
-from .config import Settings
+from .config import Settings, parse_config
 from .credentials import (
     Credentials,
     Format,
@@ -30,6 +30,7 @@ from .credentials import (
 from .driver import HandshakeRequest, HandshakeResult, TlsPolicy, run_handshake
 from .errors import GnuTLSError, HandshakeError, InvalidRequest, LocalError
 from .gnutls.creds import AntiReplay, CertificateCredentials, PriorityCache
+from .gnutls.features import features
 from .keylog import KeyLogFile
 from .keyring import KEY_SPEC_USER_KEYRING
 from .logtext import printable
@@ -66,6 +67,13 @@ def tls_policy(settings: Settings) -> TlsPolicy:
         session_tickets=t.session_tickets,
         early_data=t.early_data,
     )
+
+
+def default_policy() -> TlsPolicy:
+    """The TLS policy of a daemon whose config leaves ``tls:`` at the defaults: the same
+    ciphers and groups (X25519 first; hybrid post-quantum groups before it where the
+    linked GnuTLS has them), resumption key exchange and early-data choice."""
+    return tls_policy(parse_config("", "(defaults)", available_groups=features().groups))
 
 
 def build_certificate_credentials(m: X509Material, *, need_key: bool) -> CertificateCredentials:

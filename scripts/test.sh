@@ -8,9 +8,9 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 ./tests/kernel/setup.sh
 echo "== ruff"
-.venv/bin/ruff check quichsd tests bench
-.venv/bin/ruff format --check quichsd tests bench
-echo "== mypy --strict quichsd"
-.venv/bin/mypy --strict quichsd
+.venv/bin/ruff check quichsd tests bench docs/examples
+.venv/bin/ruff format --check quichsd tests bench docs/examples
+echo "== mypy --strict quichsd docs/examples"
+.venv/bin/mypy --strict quichsd docs/examples
 echo "== pytest"
 exec .venv/bin/python -m pytest "$@"

@@ -84,6 +84,32 @@ def start_message(sock: QuicSocket, req: ViaRequest) -> codec.Request:
     )
 
 
+def _receive(conn: socket.socket) -> codec.Message | None:
+    """The next message from the daemon; None if none is queued."""
+    reset = False
+    while True:
+        try:
+            rec = wire.recv_record(conn, 1)
+            break
+        except BlockingIOError:
+            return None
+        except ConnectionResetError:
+            # the daemon closed with records of ours unread: the error is reported
+            # once, before the records it had sent us (its reply among them)
+            if reset:
+                raise ViaError(errno.ECONNRESET, "receive: connection reset") from None
+            reset = True
+        except OSError as e:
+            raise ViaError(e.errno or errno.EIO, f"receive: {e.strerror}") from None
+    rec.close_fds()
+    if rec.eof:
+        raise ViaError(errno.ECONNRESET, "the daemon closed the connection, no RESULT")
+    try:
+        return codec.decode(rec.data)
+    except codec.CodecError as e:
+        raise ViaError(e.status, f"bad record from the daemon: {e}") from None
+
+
 class _Bridge:
     def __init__(self, conn: socket.socket, sock: QuicSocket, start: codec.Request) -> None:
         assert start.settings is not None
@@ -114,28 +140,7 @@ class _Bridge:
 
     def _next(self) -> codec.Message | None:
         """The next message from the daemon; None if none is queued."""
-        reset = False
-        while True:
-            try:
-                rec = wire.recv_record(self.conn, 1)
-                break
-            except BlockingIOError:
-                return None
-            except ConnectionResetError:
-                # the daemon closed with records of ours unread: the error is reported
-                # once, before the records it had sent us (its reply among them)
-                if reset:
-                    raise ViaError(errno.ECONNRESET, "receive: connection reset") from None
-                reset = True
-            except OSError as e:
-                raise ViaError(e.errno or errno.EIO, f"receive: {e.strerror}") from None
-        rec.close_fds()
-        if rec.eof:
-            raise ViaError(errno.ECONNRESET, "the daemon closed the connection, no RESULT")
-        try:
-            return codec.decode(rec.data)
-        except codec.CodecError as e:
-            raise ViaError(e.status, f"bad record from the daemon: {e}") from None
+        return _receive(self.conn)
 
     def from_daemon(self) -> codec.Result | None:
         """Apply everything the daemon sent; the RESULT once it arrives."""
@@ -259,6 +264,53 @@ async def handshake_via(path: str, sock: QuicSocket, req: ViaRequest) -> codec.R
     finally:
         for fd in readers:
             loop.remove_reader(fd)
+        conn.close()
+
+
+async def hand_off(path: str, fd: int, req: ViaRequest) -> codec.Result:
+    """fd handoff: the daemon listening on ``path`` runs the whole handshake on ``fd`` (a
+    kernel IPPROTO_QUIC socket, or a connected TCP socket it leaves keyed for kTLS); the
+    RESULT. The daemon works on its own copy of the fd; ours stays open.
+
+    Raises :class:`ViaError` when the daemon refuses the request or cannot be reached.
+    """
+    loop = asyncio.get_running_loop()
+    msg = codec.Request(
+        role=req.role,
+        auth=req.auth,
+        peer_name=req.peer_name,
+        timeout_ms=req.timeout_ms,
+        psk_serials=req.psk_serials,
+    )
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    conn.setblocking(False)
+    limit = (req.timeout_ms or 600_000) / 1000 + MARGIN
+    try:
+        async with asyncio.timeout(limit):
+            await connect(conn, path)
+            try:
+                wire.send_record(conn, codec.encode(msg), [fd])
+            except OSError as e:
+                raise ViaError(e.errno or errno.EIO, f"send to the daemon: {e.strerror}") from None
+            while True:
+                reply = _receive(conn)
+                if isinstance(reply, codec.Result):
+                    return reply
+                if isinstance(reply, codec.Error):
+                    raise ViaError(reply.status, reply.text)
+                if reply is not None:
+                    raise ViaError(
+                        errno.EPROTO, f"unexpected {type(reply).__name__} from the daemon"
+                    )
+                readable = loop.create_future()
+                loop.add_reader(conn.fileno(), readable.set_result, None)
+                try:
+                    await readable
+                finally:
+                    loop.remove_reader(conn.fileno())
+    except TimeoutError:
+        raise ViaError(errno.ETIMEDOUT, "no RESULT from the daemon in time") from None
+    finally:
         conn.close()
 
 
