@@ -76,10 +76,16 @@ class Handshake:
     #: time the handshake took, in milliseconds
     duration_ms: float
     #: in-process handshakes: the peer's certificate chain, DER, leaf first (empty for PSK,
-    #: or a client that sent none)
+    #: or a client that sent none; for a resumed session, the chain verified when it was
+    #: established)
     peer_certificates: tuple[bytes, ...] = field(default=(), repr=False)
     #: in-process server with PSK: the identity the client used
     psk_identity: str | None = None
+    #: in-process client whose socket asked for a ticket (``receive_session_ticket``):
+    #: the session data to resume with, set on the next socket as
+    #: ``QUIC_SOCKOPT_SESSION_TICKET`` (the driver also stores it on this socket, as the
+    #: kernel expects); None if no ticket came
+    session: bytes | None = field(default=None, repr=False)
 
 
 class HandshakeFailed(QuichsdError):
@@ -159,6 +165,7 @@ def _in_process(role: RoleName, res: HandshakeResult, peer: str | None) -> Hands
         duration_ms=round(res.elapsed * 1000, 3),
         peer_certificates=info.peer_certificates,
         psk_identity=info.psk_identity,
+        session=res.session_data,
     )
 
 

@@ -204,3 +204,32 @@ async def test_hand_off_a_tcp_socket_to_the_daemon(tmp_path: Path) -> None:
     # gnutls-serv saw a full TLS 1.3 handshake from the daemon before the kTLS step
     assert "TLS1.3" in out, out
     assert "(CLIENTHELLO, X509, fd handoff) done: status" in daemon.log.read_text()
+
+
+async def test_client_resumes_with_the_session_data_it_got(pki_dir: Path) -> None:
+    """``Handshake.session`` (the socket asked for a ticket) resumes the next connection."""
+    server = GtlsServer(pki_dir, pki_dir / "server.pem", pki_dir / "server.key")
+    results: list[quichsd.Handshake] = []
+    try:
+        session: bytes | None = None
+        peer_tp: bytes | None = None
+        for _ in range(2):
+            sock = await UserspaceQuicSocket.connect(
+                "127.0.0.1", server.port, alpns=["h3"], server_name="server.test",
+                session_ticket=session, peer_transport_params=peer_tp, receive_session_ticket=1,
+            )  # fmt: skip
+            try:
+                hs = await quichsd.client_handshake(
+                    sock, server_name="server.test", cafile=str(pki_dir / "ca.pem")
+                )
+                session, peer_tp = hs.session, sock.peer_transport_params
+            finally:
+                sock.close()
+                await sock.wait_closed()
+            results.append(hs)
+    finally:
+        server.stop()
+    first, second = results
+    assert first.session and not first.resumed and first.peer_certificates
+    # a resumed session keeps the identity verified when it was established
+    assert second.resumed and second.peer_certificates == first.peer_certificates, second
