@@ -77,6 +77,7 @@ from .gnutls import _lib as gnutls
 from .gnutls.features import features
 from .keylog import KeyLogFile, open_keylog
 from .keylog import warning as keylog_warning
+from .memtrim import release_free_heap
 from .metrics_http import MetricsEndpoint
 from .netlink import HandshakeAgent, HandshakeFamilyUnavailable
 from .netlink.transports import netlink_transport
@@ -138,6 +139,7 @@ class Daemon:
         metrics.BUILD_INFO.set(1, __version__, gnutls.version(), python)
         if self.settings.metrics.enabled:
             status += f"; {await self.metrics.apply(self.settings.metrics)}"
+        release_free_heap()  # what start-up freed (quichsd.memtrim)
         log.log(
             logsetup.NOTICE,
             "quichsd %s (GnuTLS %s) running: %s",
@@ -242,6 +244,7 @@ class Daemon:
         for line in warnings:
             log.warning("%s", line)
         self._apply(settings, creds, keylog)
+        release_free_heap()
         if self.pool is not None:
             self.pool.reload()
         metrics.CONFIG_RELOADS.inc("ok")
