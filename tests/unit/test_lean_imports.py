@@ -100,3 +100,15 @@ def test_asyncio_without_ssl_leaves_ssl_importable() -> None:
         "assert asyncio.sslproto.ssl is None and ssl.OPENSSL_VERSION\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_running_daemon_imports_workers_and_metrics_only_when_configured(
+    tmp_path: Path,
+) -> None:
+    """The shipped config (workers: 1, metrics disabled) loads neither the worker pool nor
+    the metrics endpoint; with workers: 2 the pool is there."""
+    mods, _maps = run_daemon(tmp_path)
+    for name in ("quichsd.workers", "quichsd.metrics_http"):
+        assert not loaded(mods, name), name
+    two, _maps = run_daemon(tmp_path, workers=2)
+    assert "quichsd.workers.pool" in two and "quichsd.workers.zygote" in two
