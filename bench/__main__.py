@@ -136,8 +136,10 @@ def _memory_section(pki: Any, prio: dict[str, str], k: int) -> dict[str, Any]:
     child = subprocess.run(
         [sys.executable, "-m", "bench.mem", str(k)], check=True, capture_output=True, text=True
     )
+    idle = daemon_rss.run()
     return {
-        "idle": daemon_rss.measure(),
+        "idle": idle["workers1"],
+        "daemon": idle,
         "floor_idle_rss_kb": fi["rss_idle_kb"],
         "inflight": json.loads(child.stdout.strip().splitlines()[-1]),
         "floor_inflight": fl,

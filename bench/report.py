@@ -93,7 +93,7 @@ def _load_rows(load: dict[str, Any]) -> list[str]:
 
 def _mem_rows(mem: dict[str, Any]) -> list[str]:
     idle, inf, finf = mem["idle"], mem["inflight"], mem["floor_inflight"]
-    return [
+    rows = [
         "",
         "Memory",
         f"{'':<34}{'floor (C)':>12}{'quichsd':>12}{'ratio':>8}",
@@ -105,6 +105,83 @@ def _mem_rows(mem: dict[str, Any]) -> list[str]:
         f"   (K={inf['k']}, {inf['waiting']} waiting)",
         f"idle RSS method: {idle['method']}",
     ]
+    daemon = mem.get("daemon")
+    if daemon is None:
+        return rows
+    rows += ["", "Idle daemon, shipped config, per process (KB; main, fork server, workers)"]
+    for w in (1, 2, 3):
+        d = daemon[f"workers{w}"]
+        procs = "  ".join(f"{x['rss_kb']}/{x['pss_kb']}" for x in d["processes"])
+        rows.append(
+            f"workers: {w}  RSS total {d['rss_total_kb']:6d}  PSS total {d['pss_total_kb']:6d}"
+            f"   RSS/PSS each: {procs}"
+        )
+    rows.append(f"one more worker (PSS, workers 2 -> 3): {daemon['extra_worker_pss_kb']} KB")
+    floors = "; ".join(
+        f"{name} {f['rss_kb']}/{f['pss_kb']}" for name, f in daemon["floors"].items()
+    )
+    rows.append(f"floors, RSS/PSS (KB): C floor {mem['floor_idle_rss_kb']} RSS; {floors}")
+    return rows
+
+
+def _goal(name: str, value: float, floor: str, goal: str, ok: bool) -> str:
+    return f"{name:<40}{floor:>24}{value:>10.2f}  {goal:<10}{'met' if ok else 'NOT met':>8}"
+
+
+def _goals(res: dict[str, Any]) -> list[str]:
+    """Issue 15's goals, each beside the floor measured in this run."""
+    cpu, mem = res["cpu"], res["memory"]
+    rows = [
+        "",
+        "Goals (issue 15), this run",
+        f"{'goal':<40}{'floor':>24}{'quichsd':>10}  {'target':<10}{'':>8}",
+    ]
+    for kind, side, limit in (
+        ("full", "server", 1.5),
+        ("full", "client", 1.25),
+        ("resumed", "server", 1.8),
+        ("resumed", "client", 1.8),
+    ):
+        f, q = cpu[f"floor.{kind}.{side}"]["median"], cpu[f"quichsd.{kind}.{side}"]["median"]
+        rows.append(
+            _goal(
+                f"CPU {kind} {side} (x floor; {q:.0f} µs)",
+                q / f,
+                f"{f:.0f} µs",
+                f"<= {limit}x",
+                q / f <= limit,
+            )
+        )
+    daemon = mem.get("daemon")
+    if daemon is not None:
+        one, c_floor = daemon["workers1"], mem["floor_idle_rss_kb"]
+        py = daemon["floors"]["python + libgnutls"]["rss_kb"]
+        mb = one["rss_kb"] / 1024
+        rows.append(
+            _goal(
+                "idle RSS, workers: 1 (MB)",
+                mb,
+                f"C {c_floor / 1024:.1f}, py+gnutls {py / 1024:.1f}",
+                "<= 20 MB",
+                mb <= 20,
+            )
+        )
+        extra = daemon["extra_worker_pss_kb"] / 1024
+        rows.append(_goal("PSS of one more worker (MB)", extra, "", "<= 8 MB", extra <= 8))
+    w = {r["workers"]: r["pairs_per_s"] for r in res.get("workers", [])}
+    if 1 in w and 2 in w:
+        fl = res["load"]["floor"]
+        scale = w[2] / w[1]
+        rows.append(
+            _goal(
+                f"daemon workers 2 vs 1 ({w[1]:.0f} -> {w[2]:.0f} pairs/s)",
+                scale,
+                f"C 1->2 cores x{fl['2core_hs_s'] / fl['1core_hs_s']:.2f}",
+                ">= 1.8x",
+                scale >= 1.8,
+            )
+        )
+    return rows
 
 
 def _targets(res: dict[str, Any]) -> list[str]:
@@ -136,7 +213,7 @@ def _targets(res: dict[str, Any]) -> list[str]:
 
 def print_table(res: dict[str, Any]) -> None:
     rows = _cpu_rows(res["cpu"]) + _load_rows(res["load"]) + _mem_rows(res["memory"])
-    rows += _targets(res)
+    rows += _targets(res) + _goals(res)
     h = res["host"]
     rows.append(
         f"host: {h['cpus']} CPUs, load average {h['loadavg_start'][0]:.2f} at start, "

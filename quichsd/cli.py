@@ -12,6 +12,7 @@ from . import __version__
 from . import log as logsetup
 from .config import MAX_CONFIG_BYTES, Settings, load_config_lines
 from .errors import ConfigError, LibraryUnavailable
+from .lean_asyncio import import_asyncio_without_ssl
 from .tlshd_import import TLSHD_CONFIG_PATHS, KeyFileError, convert
 
 #: exit status when a library quichsd needs (GnuTLS) cannot be loaded: quichsd(8)
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import_asyncio_without_ssl()  # before anything imports asyncio: see quichsd.lean_asyncio
     from .credcheck import load_checked
     from .credentials import CredentialsError
 

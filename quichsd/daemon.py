@@ -66,6 +66,7 @@ import contextlib
 import logging
 import resource
 import sys
+from typing import TYPE_CHECKING
 
 from . import __version__, metrics, sdnotify, signals
 from . import log as logsetup
@@ -77,13 +78,16 @@ from .gnutls import _lib as gnutls
 from .gnutls.features import features
 from .keylog import KeyLogFile, open_keylog
 from .keylog import warning as keylog_warning
-from .metrics_http import MetricsEndpoint
+from .memtrim import release_free_heap
 from .netlink import HandshakeAgent, HandshakeFamilyUnavailable
 from .netlink.transports import netlink_transport
 from .service import HandshakeService
 from .unix.listen import ListenError
 from .unix.server import UnixService
-from .workers import WorkerPool, make_pool, worker_count
+
+if TYPE_CHECKING:  # imported where used: only some configurations need them (issue 15)
+    from .metrics_http import MetricsEndpoint
+    from .workers import WorkerPool
 
 log = logging.getLogger("quichsd")
 
@@ -109,7 +113,7 @@ class Daemon:
         self.agent: HandshakeAgent | None = None
         self.pool: WorkerPool | None = None
         self.unix: UnixService | None = None
-        self.metrics = MetricsEndpoint()
+        self.metrics: MetricsEndpoint | None = None  # made when metrics are first enabled
         self._metrics_reloads: set[asyncio.Task[None]] = set()
         self._reloading: asyncio.Task[None] | None = None
         self._reload_again = False
@@ -137,7 +141,8 @@ class Daemon:
         python = ".".join(map(str, sys.version_info[:3]))
         metrics.BUILD_INFO.set(1, __version__, gnutls.version(), python)
         if self.settings.metrics.enabled:
-            status += f"; {await self.metrics.apply(self.settings.metrics)}"
+            status += f"; {await self._apply_metrics()}"
+        release_free_heap()  # what start-up freed (quichsd.memtrim)
         log.log(
             logsetup.NOTICE,
             "quichsd %s (GnuTLS %s) running: %s",
@@ -162,11 +167,17 @@ class Daemon:
             # both drain at once: the whole stop stays within one grace period
             parts = (self.unix, self.agent, self.pool)
             stops = [x.stop(timeout=STOP_GRACE) for x in parts if x is not None]
-            await asyncio.gather(*stops, self.metrics.stop())
+            if self.metrics is not None:
+                stops.append(self.metrics.stop())
+            await asyncio.gather(*stops)
         return 0
 
     def prepare_workers(self) -> None:
         """With ``handshake.workers`` > 1: the pool and its fork server (before the loop)."""
+        if self.settings.handshake.workers == 1:
+            return  # the default: this process only, quichsd.workers is not even imported
+        from .workers import make_pool, worker_count
+
         count = worker_count(self.settings.handshake.workers)
         if count < 2:
             return
@@ -242,6 +253,7 @@ class Daemon:
         for line in warnings:
             log.warning("%s", line)
         self._apply(settings, creds, keylog)
+        release_free_heap()
         if self.pool is not None:
             self.pool.reload()
         metrics.CONFIG_RELOADS.inc("ok")
@@ -257,8 +269,19 @@ class Daemon:
         task.add_done_callback(self._metrics_reloads.discard)
         sdnotify.notify("READY=1\nSTATUS=configuration reloaded")
 
+    async def _apply_metrics(self) -> str | None:
+        """Start, move or stop the metrics endpoint as ``metrics`` says (MetricsEndpoint.apply);
+        quichsd.metrics_http is imported only once metrics are enabled."""
+        if self.metrics is None:
+            if not self.settings.metrics.enabled:
+                return None
+            from .metrics_http import MetricsEndpoint
+
+            self.metrics = MetricsEndpoint()
+        return await self.metrics.apply(self.settings.metrics)
+
     async def _reload_metrics(self) -> None:
-        change = await self.metrics.apply(self.settings.metrics)
+        change = await self._apply_metrics()
         if change is not None:
             log.info("%s", change)
 

@@ -116,9 +116,11 @@ def _setopt(sock: QuicSocket, opt: int, value: bytes, what: str) -> None:
     try:
         sock.setsockopt(uapi.SOL_QUIC, opt, value)
     except OSError as e:
-        raise SocketError(
-            f"setsockopt({what}) failed: {e.strerror or e}", e.errno or errno.EIO
-        ) from None
+        raise _setopt_error(what, e) from None
+
+
+def _setopt_error(what: str, e: OSError) -> SocketError:
+    return SocketError(f"setsockopt({what}) failed: {e.strerror or e}", e.errno or errno.EIO)
 
 
 def read_settings(sock: QuicSocket) -> SocketSettings:
@@ -224,15 +226,13 @@ class _Run:
                         e.errno or errno.EIO,
                     ) from None
             elif type(ev) is Secret:
-                packed = uapi.pack_crypto_secret(
-                    uapi.CryptoSecret(ev.level, ev.send, ev.cipher, ev.secret)
-                )
-                _setopt(
-                    self.sock,
-                    uapi.QUIC_SOCKOPT_CRYPTO_SECRET,
-                    packed,
-                    f"CRYPTO_SECRET {ev.level.name} {'tx' if ev.send else 'rx'}",
-                )
+                packed = uapi.pack_secret(ev.send, ev.level, ev.cipher, ev.secret)
+                try:
+                    sock.setsockopt(uapi.SOL_QUIC, uapi.QUIC_SOCKOPT_CRYPTO_SECRET, packed)
+                except OSError as e:  # _setopt's error, its text made only when needed
+                    raise _setopt_error(
+                        f"CRYPTO_SECRET {ev.level.name} {'tx' if ev.send else 'rx'}", e
+                    ) from None
                 if ev.level is CryptoLevel.APP:
                     self.app_secrets += 1
                 self.phase = self._phase_after(ev)

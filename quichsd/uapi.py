@@ -124,9 +124,15 @@ class CryptoSecret:
 
 
 def pack_crypto_secret(s: CryptoSecret) -> bytes:
-    if len(s.secret) > QUIC_CRYPTO_SECRET_BUFFER_SIZE:
-        raise ValueError(f"secret of {len(s.secret)} bytes exceeds 48")
-    return _CRYPTO_SECRET.pack(1 if s.send else 0, int(s.level), 0, int(s.cipher), s.secret)
+    return pack_secret(s.send, s.level, s.cipher, s.secret)
+
+
+def pack_secret(send: bool, level: CryptoLevel, cipher: Cipher, secret: bytes) -> bytes:
+    """:func:`pack_crypto_secret` of these fields, without building a CryptoSecret (the
+    driver installs every key through it)."""
+    if len(secret) > QUIC_CRYPTO_SECRET_BUFFER_SIZE:
+        raise ValueError(f"secret of {len(secret)} bytes exceeds 48")
+    return _CRYPTO_SECRET.pack(1 if send else 0, int(level), 0, int(cipher), secret)
 
 
 def unpack_crypto_secret(data: bytes) -> CryptoSecret:

@@ -25,24 +25,38 @@ NEW_SESSION_TICKET = 4
 def scan_messages(buf: bytearray, level: CryptoLevel, data: bytes) -> list[int]:
     """Append ``data`` to ``buf`` (the unfinished message at ``level``), drop every message
     it completes and return their types; raise :class:`PeerRejected` on a forbidden type or
-    an oversized length (``buf`` then holds the offending header)."""
-    buf += data
+    an oversized length (``buf`` then holds the offending header).
+
+    The usual call has ``buf`` empty and ``data`` whole messages: they are scanned in place
+    and only an unfinished tail is copied into ``buf``."""
+    if buf:
+        buf += data
+        msg = bytes(buf)
+        buf.clear()
+    else:
+        msg = data
+    n, off = len(msg), 0
     done: list[int] = []
-    while len(buf) >= 4:
-        htype, length = buf[0], int.from_bytes(buf[1:4], "big")
+    while n - off >= 4:
+        htype = msg[off]
+        length = msg[off + 1] << 16 | msg[off + 2] << 8 | msg[off + 3]
         if htype not in ALLOWED_RX_TYPES:
+            buf += msg[off:]
             raise PeerRejected(
                 f"unexpected handshake message type {htype} at the {level.name} level",
                 alert=ALERT_UNEXPECTED_MESSAGE,
             )
         if length > MAX_HANDSHAKE_BYTES:
+            buf += msg[off:]
             raise PeerRejected(
                 f"handshake message type {htype} at the {level.name} level claims "
                 f"{length} bytes (limit {MAX_HANDSHAKE_BYTES})",
                 alert=ALERT_DECODE_ERROR,
             )
-        if len(buf) < 4 + length:
+        if n - off < 4 + length:
             break
         done.append(htype)
-        del buf[: 4 + length]
+        off += 4 + length
+    if off < n:
+        buf += msg[off:]
     return done

@@ -176,10 +176,17 @@ def verification_data(purpose: bytes, peer: PeerIdentity | None = None) -> tuple
     return arr, bufs
 
 
+@functools.lru_cache(maxsize=256)
+def _shared_verification_data(purpose: bytes, peer: PeerIdentity | None) -> tuple[Any, list[Any]]:
+    """:func:`verification_data`, built once per purpose and peer: GnuTLS only reads it,
+    so sessions share it (each also keeps a reference while it may verify)."""
+    return verification_data(purpose, peer)
+
+
 def set_verify(s: int, res: SessionResources, purpose: bytes, peer: PeerIdentity | None) -> None:
     """GnuTLS verifies the peer's chain, ``purpose`` and ``peer``'s name during the
     handshake (a failure is GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR)."""
-    arr, bufs = verification_data(purpose, peer)
+    arr, bufs = _shared_verification_data(purpose, peer)
     res.keep += [arr, bufs]
     L.gnutls_session_set_verify_cert2(s, arr, len(arr), 0)
 

@@ -39,6 +39,7 @@ from collections.abc import Callable
 from types import FrameType
 
 from .. import signals
+from ..memtrim import release_free_heap
 
 log = logging.getLogger("quichsd.workers")
 
@@ -97,9 +98,11 @@ def serve(ctl: socket.socket, worker_main: WorkerMain, reload: Callable[[], obje
                 reload()
             except Exception as exc:
                 log.error("fork server: reload refused: %s", exc)
+            release_free_heap()
 
     signal.signal(signal.SIGHUP, on_hup)
     ctl.setblocking(True)
+    release_free_heap()  # workers are forked from this heap: without the free pages
     me = os.getpid()
     while True:
         try:

@@ -198,3 +198,29 @@ async def test_peer_close_is_reported_at_once_not_at_the_deadline() -> None:
     assert r.status == errno.EKEYREJECTED
     assert r.elapsed < 2
     c.close()
+
+
+async def test_refused_key_install_names_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CRYPTO_SECRET setsockopt the socket refuses fails the handshake with that errno
+    and names the key (level, direction); the driver packs the secret for the kernel as
+    uapi.pack_crypto_secret does."""
+    cc, sc = creds()
+    c, s = memory_pair(MemorySettings(alpns=(b"h3",)), MemorySettings(alpns=(b"h3",)))
+    real = s.setsockopt
+
+    def refuse_keys(level: int, optname: int, value: bytes, /) -> None:
+        if optname == uapi.QUIC_SOCKOPT_CRYPTO_SECRET:
+            secret = uapi.unpack_crypto_secret(bytes(value))
+            assert bytes(value) == uapi.pack_crypto_secret(secret)
+            raise OSError(errno.EPERM, "keys refused")
+        real(level, optname, value)
+
+    monkeypatch.setattr(s, "setsockopt", refuse_keys)
+    cr = HandshakeRequest(Role.CLIENT, peer_name="server.test", x509=cc, timeout=1)
+    sr = HandshakeRequest(Role.SERVER, x509=sc, timeout=1)
+    a, b = await asyncio.gather(run_handshake(c, cr), run_handshake(s, sr))
+    assert b.status == errno.EPERM
+    assert b.error is not None
+    assert str(b.error) == "setsockopt(CRYPTO_SECRET HANDSHAKE tx) failed: keys refused"
+    c.close()
+    s.close()

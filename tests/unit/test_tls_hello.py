@@ -8,6 +8,8 @@ import os
 import socket
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from quichsd.request import HandshakeRequest
 from quichsd.tcpdriver import run_tcp_handshake
@@ -85,3 +87,70 @@ async def test_our_client_hello_advertises_a_record_size_limit() -> None:
     from quichsd.tls.hello import record_size_limit
 
     assert record_size_limit(extensions(await client_hello("x"))) == 16385
+
+
+def _reference_offers_tls13(body: bytes) -> bool:
+    """offers_tls13 as it was written first: the general parser, then every version."""
+    from quichsd.tls.hello import EXT_SUPPORTED_VERSIONS
+
+    data = extensions(body).get(EXT_SUPPORTED_VERSIONS)
+    if data is None:
+        return False
+    if len(data) < 1 or 1 + data[0] > len(data):
+        raise HelloError("truncated")
+    versions = data[1 : 1 + data[0]]
+    return any(versions[i : i + 2] == b"\x03\x04" for i in range(0, len(versions), 2))
+
+
+def _hello(exts: list[tuple[int, bytes]], session_id: bytes = b"", skew: int = 0) -> bytes:
+    """A ClientHello body; ``skew`` is added to the extensions vector's declared length."""
+    raw = b"".join(t.to_bytes(2, "big") + len(d).to_bytes(2, "big") + d for t, d in exts)
+    head = b"\x03\x03" + bytes(32) + bytes([len(session_id)]) + session_id
+    size = max(0, len(raw) + skew).to_bytes(2, "big")
+    return head + b"\x00\x02\x13\x01" + b"\x01\x00" + size + raw
+
+
+_EXT_TYPES = st.sampled_from([0, 10, 13, 28, 41, 43, 51, 57, 0xFFFF])
+_VERSIONS = st.lists(st.sampled_from([b"\x03\x04", b"\x03\x03", b"\x7f\x1c", b"\x04", b"\x03"]))
+
+
+@st.composite
+def _client_hellos(draw: st.DrawFn) -> bytes:
+    exts = draw(st.lists(st.tuples(_EXT_TYPES, st.binary(max_size=8)), max_size=6))
+    if draw(st.booleans()):
+        v = b"".join(draw(_VERSIONS))
+        exts.insert(draw(st.integers(0, len(exts))), (43, bytes([len(v)]) + v))
+    skew = draw(st.integers(-6, 6)) if draw(st.booleans()) else 0
+    body = _hello(exts, draw(st.binary(max_size=4)), skew) + draw(st.binary(max_size=6))
+    if draw(st.booleans()):  # truncate, or flip one byte
+        body = body[: draw(st.integers(0, len(body)))]
+    elif body and draw(st.booleans()):
+        i = draw(st.integers(0, len(body) - 1))
+        body = body[:i] + bytes([draw(st.integers(0, 255))]) + body[i + 1 :]
+    return body
+
+
+@settings(max_examples=500, deadline=None)
+@given(_client_hellos())
+def test_offers_tls13_agrees_with_the_general_parser(body: bytes) -> None:
+    """The index-based scan of the pre-ClientHello hook (issue 15) decides as the dict
+    parser does, and refuses (HelloError) exactly the hellos that one refuses."""
+    from quichsd.tls.hello import offers_tls13
+
+    try:
+        expected: bool | None = _reference_offers_tls13(body)
+    except HelloError:
+        expected = None
+    try:
+        got: bool | None = offers_tls13(body)
+    except HelloError:
+        got = None
+    assert got == expected
+
+
+async def test_real_client_hello_offers_tls13() -> None:
+    from quichsd.tls.hello import no_tls13_reason, offers_tls13
+
+    body = await client_hello("x")
+    assert offers_tls13(body) and no_tls13_reason(body) is None
+    assert no_tls13_reason(_hello([(43, b"\x02\x03\x03")])) is not None
