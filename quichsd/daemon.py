@@ -76,9 +76,9 @@ from .credentials import Credentials, CredentialsError, SessionKeyrings
 from .errors import ConfigError
 from .gnutls import _lib as gnutls
 from .gnutls.features import features
+from .heap import release_free_heap
 from .keylog import KeyLogFile, open_keylog
 from .keylog import warning as keylog_warning
-from .memtrim import release_free_heap
 from .netlink import HandshakeAgent, HandshakeFamilyUnavailable
 from .netlink.transports import netlink_transport
 from .service import HandshakeService
@@ -142,7 +142,7 @@ class Daemon:
         metrics.BUILD_INFO.set(1, __version__, gnutls.version(), python)
         if self.settings.metrics.enabled:
             status += f"; {await self._apply_metrics()}"
-        release_free_heap()  # what start-up freed (quichsd.memtrim)
+        release_free_heap()  # what start-up freed (quichsd.heap)
         log.log(
             logsetup.NOTICE,
             "quichsd %s (GnuTLS %s) running: %s",

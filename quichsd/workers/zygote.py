@@ -39,7 +39,7 @@ from collections.abc import Callable
 from types import FrameType
 
 from .. import signals
-from ..memtrim import release_free_heap
+from ..heap import release_free_heap
 
 log = logging.getLogger("quichsd.workers")
 

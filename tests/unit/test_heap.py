@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""quichsd.memtrim.release_free_heap hands freed heap pages back to the kernel (issue 15):
+"""quichsd.heap.release_free_heap hands freed heap pages back to the kernel (issue 15):
 the daemon calls it after start-up, after a reload, and in the fork server before it
 forks workers. Run in a fresh interpreter so the heap is known."""
 
@@ -10,7 +10,7 @@ import sys
 
 CODE = """
 from pathlib import Path
-from quichsd.memtrim import release_free_heap
+from quichsd.heap import release_free_heap
 
 def rss():
     for line in Path("/proc/self/status").read_text().splitlines():
