@@ -90,6 +90,10 @@ def test_workers_nvme_concurrent(tier: Any) -> None:
     _assert_scenario(tier, "workers_nvme_concurrent")
 
 
+def test_deb_package_nvme_tls(tier: Any) -> None:
+    _assert_scenario(tier, "deb_package_nvme_tls")
+
+
 def test_timeout_honoured(tier: Any) -> None:
     _assert_scenario(tier, "timeout_honoured")
 
