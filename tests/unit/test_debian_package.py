@@ -13,11 +13,11 @@ from __future__ import annotations
 import gzip
 import re
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 
 import pytest
+from quichsd_proc import QuichsdProcess
 
 import quichsd
 
@@ -241,36 +241,15 @@ def test_unpacked_package_runs_on_debians_python(unpacked: Path, tmp_path: Path)
 
 
 def test_unpacked_daemon_serves_on_debians_pyroute2(unpacked: Path, tmp_path: Path) -> None:
-    """The packaged /usr/sbin/quichsd starts under the system python: Debian's pyroute2
+    """The packaged /usr/sbin/quichsd serves under the system python: Debian's pyroute2
     (0.7 on Debian 12 and 13: quichsd/netlink/pyroute07.py) joins the handshake family
     or reports that this kernel has none, the unix service runs, SIGTERM ends it with
     status 0."""
-    sock = tmp_path / "q.sock"
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(f"unix_socket:\n  path: {sock}\n")
-    proc = subprocess.Popen(
-        system_python_run(unpacked, "usr/sbin/quichsd", "-s", "-c", str(cfg)),
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd="/",
-        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-    )
+    daemon = QuichsdProcess(tmp_path, "", command=system_python_run(unpacked, "usr/sbin/quichsd"))
     try:
-        lines: list[str] = []
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.append(line)
-            if " running: " in line:
-                break
-        assert sock.exists(), lines
-        assert any(
-            "'handshake' is not available" in x or "serving kernel handshake requests" in x
-            for x in lines
-        ), lines
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-        assert "Traceback" not in "".join(lines) + proc.stderr.read()
+        log = daemon.wait_log(" running: ", timeout=60)
+        assert "'handshake' is not available" in log or "serving kernel handshake" in log, log
+        assert f"quichsd {quichsd.__version__} (GnuTLS " in log, log
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        daemon.stop()
+    assert "Traceback" not in daemon.log()
