@@ -24,7 +24,7 @@ APT_PACKAGES=(
   python3-prometheus-client                # its metrics on Debian's prometheus_client (tests/daemon/test_metrics.py)
   python3-systemd                          # the .deb's daemon run by Debian's python3 (tests/unit/test_debian_package.py)
   # the .deb's build dependencies (packaging/debian/control; scripts/build-deb.sh)
-  dpkg-dev debhelper dh-python python3-all pybuild-plugin-pyproject
+  dpkg-dev build-essential debhelper dh-python python3-all pybuild-plugin-pyproject
 )
 PY=${PYTHON:-python3}
 # the interpreter's own headers (systemd-python compiles); a pyenv build has them
