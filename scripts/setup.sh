@@ -22,6 +22,9 @@ APT_PACKAGES=(
   python3-setuptools python3-wheel         # the distribution's own build (tests/unit/test_packaging.py)
   python3-pyroute2 python3-yaml            # the daemon on Debian's own packages (tests/netlink/test_nlpyroute07.py)
   python3-prometheus-client                # its metrics on Debian's prometheus_client (tests/daemon/test_metrics.py)
+  python3-systemd                          # the .deb's daemon run by Debian's python3 (tests/unit/test_debian_package.py)
+  # the .deb's build dependencies (packaging/debian/control; scripts/build-deb.sh)
+  dpkg-dev build-essential debhelper dh-python python3-all pybuild-plugin-pyproject
 )
 PY=${PYTHON:-python3}
 # the interpreter's own headers (systemd-python compiles); a pyenv build has them

@@ -36,8 +36,11 @@ class QuichsdProcess:
         wrap: tuple[str, ...] = (),
         stderr_only: bool = True,
         journal_stream: bool = False,
+        command: list[str] | None = None,
     ) -> None:
-        """``wrap``: a command prefix (e.g. ``unshare -m ...``); ``stderr_only`` False
+        """``command``: the daemon's command instead of this venv's ``quichsd`` (e.g. an
+        unpacked package's run by the system python); ``wrap``: a command prefix (e.g.
+        ``unshare -m ...``); ``stderr_only`` False
         leaves out ``-s``, so the daemon picks its log target itself; ``journal_stream``
         sets ``JOURNAL_STREAM`` to the log file's device and inode, as systemd does for
         the stream it connects to a service's stderr."""
@@ -55,7 +58,12 @@ class QuichsdProcess:
             st = os.fstat(out.fileno())
             full_env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
         full_env.update(env or {})
-        argv = [str(BIN / "quichsd"), *(["-s"] if stderr_only else []), "-c", str(self.config)]
+        argv = [
+            *(command or [str(BIN / "quichsd")]),
+            *(["-s"] if stderr_only else []),
+            "-c",
+            str(self.config),
+        ]
         self.proc = subprocess.Popen(
             [*wrap, *argv], stdout=out, stderr=subprocess.STDOUT, env=full_env
         )

@@ -14,6 +14,8 @@ Host side, stdlib only.  Steps:
    and a truncated ``init=`` or ``virtme.exec=`` makes the guest power off silently);
    a ``--dry-run`` first checks its length.  ``--verbose`` sends the kernel console to
    the runner, which keeps it in ``OUT/console-N.txt`` (N = boot attempt).
+   Before the boot, ``scripts/build-deb.sh OUT/deb`` builds the Debian package that the
+   ``deb_package_nvme_tls`` scenario installs in the guest.
 3. Reads ``OUT/results.jsonl`` written by ``guest.py`` and prints one line per
    scenario; for a failed scenario also its checks, the guest dmesg of that
    scenario and the daemon log(s).  A boot that produced no result at all (the
@@ -36,6 +38,7 @@ import os
 import re
 import resource
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -119,6 +122,37 @@ def run_setup(log: list[str]) -> Path:
     if not vmlinuz.is_file():
         raise VMError(f"kernel image {vmlinuz} missing")
     return vmlinuz
+
+
+#: the guest scenario that installs the Debian package the host builds first
+DEB_SCENARIO = "deb_package_nvme_tls"
+
+
+def build_deb(out: Path, log: list[str]) -> str:
+    """``scripts/build-deb.sh OUT/deb``: the .deb's path for the guest, or "" with the
+    reason in ``OUT/deb/build-error.txt`` (that scenario then fails with it)."""
+    folder = out / "deb"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    t = time.monotonic()
+    try:
+        p = subprocess.run(
+            ["sh", str(REPO / "scripts" / "build-deb.sh"), str(folder)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    except subprocess.TimeoutExpired as e:
+        (folder / "build-error.txt").write_text(f"scripts/build-deb.sh timed out: {e}")
+        return ""
+    log.append(f"build-deb.sh rc={p.returncode} in {time.monotonic() - t:.1f}s")
+    lines = p.stdout.strip().splitlines()
+    if p.returncode == 0 and lines and Path(lines[-1]).is_file():
+        return lines[-1]
+    (folder / "build-error.txt").write_text(
+        f"scripts/build-deb.sh failed (rc {p.returncode}):\n{p.stdout[-1500:]}{p.stderr[-3000:]}"
+    )
+    return ""
 
 
 def kill_leftovers(marker: str) -> list[int]:
@@ -396,6 +430,8 @@ def run_tier(
             args += ["--only", ",".join(only)]
         if expect:
             args += ["--expect", str(Path(expect).resolve())]
+        if not only or DEB_SCENARIO in only:
+            args += ["--deb", build_deb(out, log)]
         guest_cmd = shlex.join(args)
         tmo = timeout or int(os.environ.get("QUICHSD_VM_TIMEOUT", DEFAULT_TIMEOUT))
         # the unpacked kernel tree (modules) lives in the cache, under /var/cache by default

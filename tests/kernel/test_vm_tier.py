@@ -108,3 +108,7 @@ def test_kernel_quic_resumption(tier: Any) -> None:
 
 def test_workers_kernel_quic(tier: Any) -> None:
     _assert_scenario(tier, "workers_kernel_quic")
+
+
+def test_deb_package_nvme_tls(tier: Any) -> None:
+    _assert_scenario(tier, "deb_package_nvme_tls")

@@ -108,6 +108,10 @@ def test_sdist_carries_every_tracked_file(built: tuple[Path, Path, str]) -> None
         "CHANGELOG.md",
         "COPYING",
         "scripts/install.sh",
+        "scripts/build-deb.sh",
+        "packaging/debian/control",
+        "packaging/debian/rules",
+        "packaging/debian/source/format",
         "tests/conftest.py",
     ):
         assert must in names

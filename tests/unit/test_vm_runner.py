@@ -94,3 +94,27 @@ def test_failed_boot_output_is_cleared_but_config_and_consoles_kept(tmp_path: Pa
         (tmp_path / name).write_text("x")
     run_vm.clear_guest_output(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "console-1.txt"]
+
+
+def test_failed_deb_build_is_kept_for_the_guest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A .deb that does not build fails deb_package_nvme_tls alone, with the build's own
+    output (OUT/deb/build-error.txt, which the guest reports), not the whole tier."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    (repo / "scripts" / "build-deb.sh").write_text(
+        "echo 'dpkg-checkbuilddeps: error: unmet build dependencies: dh-python' >&2; exit 3\n"
+    )
+    monkeypatch.setattr(run_vm, "REPO", repo)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "deb").mkdir()
+    (out / "deb" / "quichsd_0.0.1_all.deb").write_text("stale")  # from an earlier run
+    log: list[str] = []
+    assert run_vm.build_deb(out, log) == ""
+    error = (out / "deb" / "build-error.txt").read_text()
+    assert "scripts/build-deb.sh failed (rc 3)" in error
+    assert "unmet build dependencies: dh-python" in error
+    assert sorted(p.name for p in (out / "deb").iterdir()) == ["build-error.txt"]
+    assert log and log[0].startswith("build-deb.sh rc=3 in ")
