@@ -95,6 +95,8 @@ SCENARIOS = (
     "kernel_quic_psk",
     "kernel_quic_resumption",
     "workers_kernel_quic",
+    "nfs_tls",
+    "nfs_mtls",
 )
 
 # --------------------------------------------------------------------------- genl (stdlib)
@@ -1403,6 +1405,9 @@ sys.modules.setdefault("guest", sys.modules[__name__])
 import guest_workers  # noqa: E402
 
 FUNCS.update(guest_workers.FUNCS)
+import guest_nfs  # noqa: E402
+
+FUNCS.update(guest_nfs.FUNCS)
 
 
 # --------------------------------------------------------------------------- main

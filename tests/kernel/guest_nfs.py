@@ -1,0 +1,369 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""NFS-over-TLS scenarios of the VM tier; run by guest.py.
+
+The guest's own nfsd exports a tmpfs (``fsid=0``: the NFSv4 root, mounted as
+``127.0.0.1:/``) and the guest's NFS client mounts it with ``vers=4.2,xprtsec=tls``
+(``nfs_tls``) and then ``xprtsec=mtls`` (``nfs_mtls``).  ONE quichsd is the handshake
+agent of both ends: the client's transport asks for a CLIENTHELLO (``tls``: anonymous,
+the server verified against the peer name the kernel passes, the mount's server address
+``127.0.0.1``; ``mtls``: x509, the daemon presents ``client.x509.certificate`` because
+the kernel passes no certificate serial), and nfsd asks for a SERVERHELLO when the client
+sends its RPC-with-TLS probe (the daemon presents ``server.x509.certificate`` and asks
+for a client certificate, as tlshd does).  The certificates come from tests/pki.py: the
+server's has the IP address SAN 127.0.0.1.
+
+Userspace comes from the host's nfs-kernel-server / nfs-common (tests/kernel/setup.sh):
+rpcbind, nfsdcld (so that nfsd skips its NFSv4 grace period), rpc.nfsd (v4 only),
+exportfs, rpc.mountd (answers the kernel's export upcalls, needed for v4 too);
+``/var/lib/nfs`` is a tmpfs in the guest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import guest as g
+
+REPO = Path(__file__).resolve().parents[2]
+NFS_ROOT = Path("/run/quichsd-nfs")  # guest tmpfs
+EXPORT = NFS_ROOT / "export"
+MNT = NFS_ROOT / "mnt"
+PKI = NFS_ROOT / "pki"
+VARLIB = Path("/var/lib/nfs")
+PIPEFS = VARLIB / "rpc_pipefs"
+#: the export's options; ``xprtsec=`` only when this nfs-utils knows it (see setup())
+EXPORT_OPTS = "rw,no_root_squash,insecure,no_subtree_check,fsid=0"
+XPRTSEC = "xprtsec=tls:mtls"
+DATA_MIB = 1
+TRACEFS = Path("/sys/kernel/tracing")
+#: handshake_complete is the kernel's DONE for a request (status as the consumer sees it)
+TRACE_EVENTS = (
+    "handshake/handshake_complete",
+    "handshake/handshake_cmd_done",
+    "sunrpc/svc_tls_start",
+    "sunrpc/svc_tls_upcall",
+    "sunrpc/svc_tls_unavailable",
+    "sunrpc/svc_tls_not_started",
+    "sunrpc/svc_tls_timed_out",
+    "sunrpc/rpc_tls_unavailable",
+    "sunrpc/rpc_tls_not_started",
+)
+RE_COMPLETE = re.compile(r"handshake_complete: .*status=(-?\d+)")
+#: /proc/keys: a peer certificate the daemon made a kernel key (quichsd/peerkeys.py); a
+#: server's description names the client's address with its port, a client's the peer name
+RE_CLIENT_CERT_KEY = re.compile(r"TLS x509 127\.0\.0\.1:\d+: X509\.")
+RE_SERVER_CERT_KEY = re.compile(r"TLS x509 127\.0\.0\.1: X509\.")
+
+
+class NfsServer:
+    """The guest's nfsd and its helpers, set up once per boot by the first scenario."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.error: str | None = None
+        self.ready = False
+        self.xprtsec_export = False
+        self.exportfs_xprtsec_msg = ""
+
+    def spawn(self, s: g.Scenario, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        log = open(s.ctx.out / f"{name}.log", "wb")  # noqa: SIM115 (the child keeps it)
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        log.close()
+        self.procs.append(p)
+        s.note(f"started {' '.join(argv)} (pid {p.pid}, log {name}.log)")
+        return p
+
+    def setup(self, s: g.Scenario) -> None:
+        if self.ready:
+            return
+        if self.error:
+            raise g.Abort(f"nfsd set-up failed in an earlier scenario: {self.error}")
+        try:
+            self._setup(s)
+            self.ready = True
+        except g.Abort as e:
+            self.error = str(e)
+            raise
+
+    def _setup(self, s: g.Scenario) -> None:
+        t = time.monotonic()
+        for tool in ("rpc.nfsd", "exportfs", "rpc.mountd", "mount.nfs", "nfsdcld", "rpcbind"):
+            s.require(
+                f"{tool} installed on the host (tests/kernel/setup.sh)",
+                any(Path(d, tool).exists() for d in ("/usr/sbin", "/sbin", "/usr/bin")),
+            )
+        p = g.run("modprobe -a sunrpc nfsd nfsv4", check=False)
+        s.require("modprobe sunrpc nfsd nfsv4", p.returncode == 0, (p.stdout + p.stderr).strip())
+        for d in (EXPORT, MNT, PKI):
+            d.mkdir(parents=True, exist_ok=True)
+        g.run(f"mount -t tmpfs -o size=64m quichsd-nfs-export {EXPORT}")
+        # the host's /var/lib/nfs is read-only here (9p root): etab, rmtab, nfsdcld's db
+        g.run(f"mount -t tmpfs -o mode=0755 quichsd-varlib-nfs {VARLIB}")
+        for sub in ("rpc_pipefs", "nfsdcld", "v4recovery", "sm", "sm.bak"):
+            (VARLIB / sub).mkdir()
+        for f in ("etab", "rmtab"):
+            (VARLIB / f).write_text("")
+        g.run(f"mount -t rpc_pipefs sunrpc {PIPEFS}")
+        if not os.path.ismount("/proc/fs/nfsd"):
+            g.run("mount -t nfsd nfsd /proc/fs/nfsd")
+        # a 10 s lease and grace period at most (the defaults are 90 s)
+        for knob in ("nfsv4leasetime", "nfsv4gracetime"):
+            with contextlib.suppress(OSError):
+                Path("/proc/fs/nfsd", knob).write_text("10")
+        self.spawn(s, "rpcbind", ["rpcbind", "-f", "-w"])
+        # nfsdcld before nfsd: with its (empty) database nfsd skips the grace period
+        self.spawn(
+            s, "nfsdcld", ["nfsdcld", "-F", "-p", str(PIPEFS), "-s", str(VARLIB / "nfsdcld")]
+        )
+        g.wait_until(lambda: Path("/run/rpcbind.sock").exists(), 10)
+        time.sleep(0.5)
+        p = g.run("rpc.nfsd --no-udp -N 3 -V 4.2 4", check=False, timeout=60)
+        s.require("rpc.nfsd --no-udp -N 3 -V 4.2 4", p.returncode == 0, (p.stdout + p.stderr).strip())
+        s.note(f"/proc/fs/nfsd/versions: {Path('/proc/fs/nfsd/versions').read_text().strip()}")
+        s.note(f"/proc/fs/nfsd/portlist: {Path('/proc/fs/nfsd/portlist').read_text().strip()!r}")
+        p = g.run(f"exportfs -o {EXPORT_OPTS},{XPRTSEC} 127.0.0.1:{EXPORT}", check=False)
+        self.exportfs_xprtsec_msg = (p.stdout + p.stderr).strip()
+        s.note(f"exportfs with {XPRTSEC}: rc {p.returncode}: {self.exportfs_xprtsec_msg!r}")
+        self.xprtsec_export = p.returncode == 0 and not self.exportfs_xprtsec_msg
+        if not self.xprtsec_export:
+            g.run("exportfs -ua", check=False)
+            p = g.run(f"exportfs -o {EXPORT_OPTS} 127.0.0.1:{EXPORT}", check=False)
+            s.require(
+                f"exportfs -o {EXPORT_OPTS} 127.0.0.1:{EXPORT}",
+                p.returncode == 0,
+                (p.stdout + p.stderr).strip(),
+            )
+        s.note(f"exportfs -v: {g.run('exportfs -v', check=False).stdout.strip()!r}")
+        self.spawn(s, "mountd", ["rpc.mountd", "-F"])
+        time.sleep(0.5)
+        s.check(
+            "rpcbind, nfsdcld and rpc.mountd are running",
+            all(p.poll() is None for p in self.procs),
+            [(p.args, p.poll()) for p in self.procs],
+        )
+        s.note(f"nfsd set up in {time.monotonic() - t:.1f}s")
+
+
+SERVER = NfsServer()
+
+
+def make_certs(s: g.Scenario) -> dict[str, Path]:
+    """CA, server (SANs server.test, localhost, 127.0.0.1; serverAuth) and client
+    (client.test; clientAuth) from tests/pki.py, as PEM files in the guest's tmpfs."""
+    paths = {n: PKI / f"{n}.pem" for n in ("ca", "server", "client")}
+    paths |= {f"{n}_key": PKI / f"{n}.key" for n in ("server", "client")}
+    if all(p.exists() for p in paths.values()):
+        return paths
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from tests import pki  # cryptography: only this scenario pays its import
+
+    ca = pki.issue("quichsd nfs test CA", ca=True)
+    issued = {
+        "server": pki.issue("server.test", ca, sans=pki.SERVER_NAMES, eku="server"),
+        "client": pki.issue("client.test", ca, sans=("client.test",), eku="client"),
+    }
+    paths["ca"].write_bytes(ca.cert_pem)
+    for name, it in issued.items():
+        paths[name].write_bytes(it.cert_pem)
+        key = paths[f"{name}_key"]
+        key.write_bytes(it.key_pem)
+        key.chmod(0o600)
+    return paths
+
+
+def use_nfs_config(s: g.Scenario) -> None:
+    """Run the daemon with a config trusting the test CA on both sides, presenting the
+    server certificate as nfsd's agent and the client certificate as the NFS client's."""
+    c = make_certs(s)
+    cfg = s.ctx.out / f"config-{s.name}.yaml"
+    cfg.write_text(
+        "# written by tests/kernel/guest_nfs.py\n"
+        "client:\n"
+        "  x509:\n"
+        f"    truststore: {c['ca']}\n"
+        f"    certificate: {c['client']}\n"
+        f"    private_key: {c['client_key']}\n"
+        "server:\n"
+        "  x509:\n"
+        f"    truststore: {c['ca']}\n"
+        f"    certificate: {c['server']}\n"
+        f"    private_key: {c['server_key']}\n"
+        "unix_socket:\n"
+        "  enabled: false\n"
+    )
+    cmd = list(s.daemon_cmd)
+    s.require("daemon command has '-c CONFIG'", "-c" in cmd[:-1], " ".join(cmd))
+    cmd[cmd.index("-c") + 1] = str(cfg)
+    s.daemon_cmd = cmd
+
+
+class Trace:
+    """ftrace of the handshake and sunrpc TLS tracepoints while a scenario runs."""
+
+    def __init__(self, s: g.Scenario) -> None:
+        if not (TRACEFS / "events").is_dir():
+            g.run(f"mount -t tracefs nodev {TRACEFS}", check=False)
+        (TRACEFS / "trace").write_text("")
+        self.enabled = []
+        for e in TRACE_EVENTS:
+            f = TRACEFS / "events" / e / "enable"
+            if f.exists():
+                f.write_text("1")
+                self.enabled.append(e)
+        (TRACEFS / "tracing_on").write_text("1")
+        missing = sorted(set(TRACE_EVENTS) - set(self.enabled))
+        s.note(f"tracepoints enabled: {self.enabled}; absent: {missing}")
+
+    def lines(self) -> list[str]:
+        text = (TRACEFS / "trace").read_text(errors="replace")
+        return [x for x in text.splitlines() if x and not x.startswith("#")]
+
+    def close(self, s: g.Scenario) -> list[str]:
+        lines = self.lines()
+        (s.ctx.out / f"trace-{s.name}.txt").write_text("\n".join(lines) + "\n")
+        for e in self.enabled:
+            with contextlib.suppress(OSError):
+                (TRACEFS / "events" / e / "enable").write_text("0")
+        return lines
+
+
+def completions(tr: Trace) -> list[int]:
+    return [int(m.group(1)) for x in tr.lines() if (m := RE_COMPLETE.search(x))]
+
+
+def mount(s: g.Scenario, xprtsec: str) -> tuple[bool, float]:
+    opts = f"vers=4.2,xprtsec={xprtsec}"
+    t = time.monotonic()
+    p = g.run(f"mount -t nfs -o {opts} 127.0.0.1:/ {MNT}", check=False, timeout=120)
+    secs = time.monotonic() - t
+    ok = s.check(
+        f"mount -t nfs -o {opts} 127.0.0.1:/ {MNT} succeeded",
+        p.returncode == 0,
+        f"rc {p.returncode} after {secs:.1f}s {(p.stdout + p.stderr).strip()}",
+    )
+    if ok:
+        line = next((x for x in Path("/proc/mounts").read_text().splitlines() if str(MNT) in x), "")
+        s.check(
+            f"/proc/mounts shows the mount with xprtsec={xprtsec}",
+            f"xprtsec={xprtsec}" in line,
+            line,
+        )
+    return ok, secs
+
+
+def umount(s: g.Scenario) -> None:
+    p = g.run(f"umount {MNT}", check=False, timeout=60)
+    s.check(f"umount {MNT}", p.returncode == 0, (p.stdout + p.stderr).strip())
+
+
+def keys_matching(rx: re.Pattern[str]) -> list[str]:
+    return [x for x in Path("/proc/keys").read_text().splitlines() if rx.search(x)]
+
+
+def nfs_round_trip(s: g.Scenario, xprtsec: str) -> None:
+    """Mount with ``xprtsec``, write a file, umount, mount again, read it back; both ends'
+    handshakes done by the one daemon, status 0, the sockets in kTLS."""
+    SERVER.setup(s)
+    use_nfs_config(s)
+    tr = Trace(s)
+    try:
+        d = s.start_daemon()
+        before = g.tls_stat()
+        client_keys = len(keys_matching(RE_CLIENT_CERT_KEY))
+        ok, secs = mount(s, xprtsec)
+        if not ok:
+            raise g.Abort(f"mount with xprtsec={xprtsec} failed")
+        now = g.tls_stat()
+        s.check(
+            "the client's and nfsd's sockets are in kTLS (/proc/net/tls_stat TlsTxSw/TlsRxSw "
+            "+2 or more)",
+            all(now.get(k, 0) - before.get(k, 0) >= 2 for k in ("TlsTxSw", "TlsRxSw")),
+            f"before {before}, after {now}",
+        )
+        data = os.urandom(DATA_MIB << 20)
+        want = hashlib.sha256(data).hexdigest()
+        path = MNT / f"data-{xprtsec}.bin"
+        with open(path, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        umount(s)
+        on_server = hashlib.sha256((EXPORT / path.name).read_bytes()).hexdigest()
+        s.check(
+            f"{DATA_MIB} MiB written through the mount reached the export intact",
+            on_server == want,
+            f"sha256 written {want[:16]}, in the export {on_server[:16]}",
+        )
+        ok, _ = mount(s, xprtsec)
+        if ok:
+            with open("/proc/sys/vm/drop_caches", "w") as fh:
+                fh.write("3\n")
+            back = hashlib.sha256(path.read_bytes()).hexdigest()
+            s.check(
+                f"{DATA_MIB} MiB read back identically through a fresh mount",
+                back == want,
+                f"sha256 written {want[:16]}, read back {back[:16]}",
+            )
+            umount(s)
+        statuses = completions(tr)
+        s.check(
+            "the kernel completed every handshake request with status 0 "
+            "(handshake_complete tracepoint: client and nfsd, 2 or more)",
+            len(statuses) >= 2 and all(x == 0 for x in statuses),
+            f"statuses {statuses}",
+        )
+        auth = "UNAUTH" if xprtsec == "tls" else "X509"
+        s.daemon_log_has(d, (f"(CLIENTHELLO, {auth}) done: status 0 ", "kTLS"), count=1)
+        s.daemon_log_has(d, ("(SERVERHELLO, X509) done: status 0 ", "kTLS"), count=1)
+        s.daemon_log_has(d, ("handshake for 127.0.0.1:2049 (CLIENTHELLO,",), count=1)
+        new_client_keys = len(keys_matching(RE_CLIENT_CERT_KEY)) - client_keys
+        if xprtsec == "mtls":
+            s.check(
+                "nfsd's DONE named the client's certificate (a kernel key 'TLS x509 "
+                "127.0.0.1:<client port>' in /proc/keys)",
+                new_client_keys >= 1,
+                keys_matching(RE_CLIENT_CERT_KEY),
+            )
+        else:
+            s.check(
+                "xprtsec=tls: the client sent no certificate (no new client-certificate key)",
+                new_client_keys == 0,
+                keys_matching(RE_CLIENT_CERT_KEY),
+            )
+        s.check(
+            "the client's DONE named nfsd's certificate (a kernel key 'TLS x509 127.0.0.1')",
+            bool(keys_matching(RE_SERVER_CERT_KEY)),
+        )
+        text = d.log()
+        s.check("no traceback in the daemon log", "Traceback" not in text)
+        s.no_handshake_fds(d, "after the mounts")
+        s.note(f"first mount took {secs:.1f}s")
+    finally:
+        with contextlib.suppress(Exception):
+            if os.path.ismount(MNT):
+                g.run(f"umount -f {MNT}", check=False)
+        lines = tr.close(s)
+        s.note(f"{len(lines)} trace lines (trace-{s.name}.txt)")
+
+
+def sc_nfs_tls(s: g.Scenario) -> None:
+    nfs_round_trip(s, "tls")
+
+
+def sc_nfs_mtls(s: g.Scenario) -> None:
+    nfs_round_trip(s, "mtls")
+
+
+FUNCS: dict[str, Callable[[g.Scenario], None]] = {
+    "nfs_tls": sc_nfs_tls,
+    "nfs_mtls": sc_nfs_mtls,
+}
