@@ -57,10 +57,18 @@ TRACE_EVENTS = (
     "sunrpc/rpc_tls_not_started",
 )
 RE_COMPLETE = re.compile(r"handshake_complete: .*status=(-?\d+)")
-#: /proc/keys: a peer certificate the daemon made a kernel key (quichsd/peerkeys.py); a
-#: server's description names the client's address with its port, a client's the peer name
-RE_CLIENT_CERT_KEY = re.compile(r"TLS x509 127\.0\.0\.1:\d+: X509\.")
-RE_SERVER_CERT_KEY = re.compile(r"TLS x509 127\.0\.0\.1: X509\.")
+#: kprobes on the consumers' ``ta_done`` callbacks (x86-64: 2nd argument in %si, 3rd in
+#: %dx): the status and peer id (REMOTE_AUTH's first serial; 0 = TLS_NO_PEERID) each end
+#: got.  nfsd sets XPT_PEER_AUTH, what an mtls-only export checks, iff the peer id is not 0.
+KPROBE_GROUP = "quichsd_nfs"
+KPROBES = {
+    "svc_done": "svc_tcp_handshake_done",  # nfsd (net/sunrpc/svcsock.c)
+    "xs_done": "xs_tls_handshake_done",  # the NFS client's transport (net/sunrpc/xprtsock.c)
+}
+RE_KPROBE = re.compile(r" (svc_done|xs_done): \([^)]*\) status=(-?\d+) peerid=(\d+)")
+#: /proc/keys: a peer certificate the daemon made a kernel key (quichsd/peerkeys.py),
+#: described by the peer name (client) or the client's address (server): both 127.0.0.1
+RE_PEER_KEY = re.compile(r"TLS x509 127\.0\.0\.1: X509\.")
 
 
 class NfsServer:
@@ -126,7 +134,9 @@ class NfsServer:
         g.wait_until(lambda: Path("/run/rpcbind.sock").exists(), 10)
         time.sleep(0.5)
         p = g.run("rpc.nfsd --no-udp -N 3 -V 4.2 4", check=False, timeout=60)
-        s.require("rpc.nfsd --no-udp -N 3 -V 4.2 4", p.returncode == 0, (p.stdout + p.stderr).strip())
+        s.require(
+            "rpc.nfsd --no-udp -N 3 -V 4.2 4", p.returncode == 0, (p.stdout + p.stderr).strip()
+        )
         s.note(f"/proc/fs/nfsd/versions: {Path('/proc/fs/nfsd/versions').read_text().strip()}")
         s.note(f"/proc/fs/nfsd/portlist: {Path('/proc/fs/nfsd/portlist').read_text().strip()!r}")
         p = g.run(f"exportfs -o {EXPORT_OPTS},{XPRTSEC} 127.0.0.1:{EXPORT}", check=False)
@@ -213,6 +223,23 @@ class Trace:
         if not (TRACEFS / "events").is_dir():
             g.run(f"mount -t tracefs nodev {TRACEFS}", check=False)
         (TRACEFS / "trace").write_text("")
+        self.kprobes = TRACEFS / "events" / KPROBE_GROUP
+        errors = []
+        for name, func in KPROBES.items():
+            if (self.kprobes / name).is_dir():
+                continue
+            try:
+                with open(TRACEFS / "kprobe_events", "a") as fh:
+                    fh.write(f"p:{KPROBE_GROUP}/{name} {func} status=%si:s32 peerid=%dx:u32\n")
+            except OSError as e:
+                errors.append(f"{func}: {e}")
+        s.require(
+            "kprobes on svc_tcp_handshake_done and xs_tls_handshake_done (the status and "
+            "peer id each consumer's ta_done got)",
+            all((self.kprobes / n / "enable").exists() for n in KPROBES),
+            errors or (TRACEFS / "kprobe_events").read_text().strip(),
+        )
+        (self.kprobes / "enable").write_text("1")
         self.enabled = []
         for e in TRACE_EVENTS:
             f = TRACEFS / "events" / e / "enable"
@@ -233,7 +260,17 @@ class Trace:
         for e in self.enabled:
             with contextlib.suppress(OSError):
                 (TRACEFS / "events" / e / "enable").write_text("0")
+        with contextlib.suppress(OSError):
+            (self.kprobes / "enable").write_text("0")
         return lines
+
+    def done_calls(self) -> list[tuple[str, int, int]]:
+        """(``svc_done`` or ``xs_done``, status, peer id) of each consumer callback."""
+        return [
+            (m.group(1), int(m.group(2)), int(m.group(3)))
+            for x in self.lines()
+            if (m := RE_KPROBE.search(x))
+        ]
 
 
 def completions(tr: Trace) -> list[int]:
@@ -278,7 +315,6 @@ def nfs_round_trip(s: g.Scenario, xprtsec: str) -> None:
     try:
         d = s.start_daemon()
         before = g.tls_stat()
-        client_keys = len(keys_matching(RE_CLIENT_CERT_KEY))
         ok, secs = mount(s, xprtsec)
         if not ok:
             raise g.Abort(f"mount with xprtsec={xprtsec} failed")
@@ -325,24 +361,29 @@ def nfs_round_trip(s: g.Scenario, xprtsec: str) -> None:
         s.daemon_log_has(d, (f"(CLIENTHELLO, {auth}) done: status 0 ", "kTLS"), count=1)
         s.daemon_log_has(d, ("(SERVERHELLO, X509) done: status 0 ", "kTLS"), count=1)
         s.daemon_log_has(d, ("handshake for 127.0.0.1:2049 (CLIENTHELLO,",), count=1)
-        new_client_keys = len(keys_matching(RE_CLIENT_CERT_KEY)) - client_keys
-        if xprtsec == "mtls":
-            s.check(
-                "nfsd's DONE named the client's certificate (a kernel key 'TLS x509 "
-                "127.0.0.1:<client port>' in /proc/keys)",
-                new_client_keys >= 1,
-                keys_matching(RE_CLIENT_CERT_KEY),
-            )
-        else:
-            s.check(
-                "xprtsec=tls: the client sent no certificate (no new client-certificate key)",
-                new_client_keys == 0,
-                keys_matching(RE_CLIENT_CERT_KEY),
-            )
+        calls = tr.done_calls()
+        svc = [(st, pid) for name, st, pid in calls if name == "svc_done"]
+        xs = [(st, pid) for name, st, pid in calls if name == "xs_done"]
         s.check(
-            "the client's DONE named nfsd's certificate (a kernel key 'TLS x509 127.0.0.1')",
-            bool(keys_matching(RE_SERVER_CERT_KEY)),
+            "the NFS client's ta_done got status 0 and a peer id (nfsd's certificate as a "
+            "kernel key) for each of its 2+ handshakes",
+            len(xs) >= 2 and all(st == 0 and pid != 0 for st, pid in xs),
+            f"xs_tls_handshake_done (status, peerid): {xs}",
         )
+        if xprtsec == "mtls":
+            want = "a peer id (the client's certificate): XPT_PEER_AUTH"
+            ok = all(st == 0 and pid != 0 for st, pid in svc)
+        else:
+            want = "no peer id (TLS_NO_PEERID: the anonymous client sent no certificate)"
+            ok = all(st == 0 and pid == 0 for st, pid in svc)
+        s.check(
+            f"nfsd's ta_done got status 0 and {want} for each of its 2+ handshakes",
+            len(svc) >= 2 and ok,
+            f"svc_tcp_handshake_done (status, peerid): {svc}",
+        )
+        serials = {pid for _, pid in svc + xs if pid}
+        live = {int(x.split()[0], 16) for x in keys_matching(RE_PEER_KEY)}
+        s.note(f"peer ids {sorted(serials)}; 'TLS x509 127.0.0.1' keys now {sorted(live)}")
         text = d.log()
         s.check("no traceback in the daemon log", "Traceback" not in text)
         s.no_handshake_fds(d, "after the mounts")

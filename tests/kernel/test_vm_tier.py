@@ -108,3 +108,11 @@ def test_kernel_quic_resumption(tier: Any) -> None:
 
 def test_workers_kernel_quic(tier: Any) -> None:
     _assert_scenario(tier, "workers_kernel_quic")
+
+
+def test_nfs_tls(tier: Any) -> None:
+    _assert_scenario(tier, "nfs_tls")
+
+
+def test_nfs_mtls(tier: Any) -> None:
+    _assert_scenario(tier, "nfs_mtls")
