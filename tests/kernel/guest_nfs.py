@@ -228,11 +228,22 @@ class Trace:
         for name, func in KPROBES.items():
             if (self.kprobes / name).is_dir():
                 continue
-            try:
-                with open(TRACEFS / "kprobe_events", "a") as fh:
-                    fh.write(f"p:{KPROBE_GROUP}/{name} {func} status=%si:s32 peerid=%dx:u32\n")
-            except OSError as e:
-                errors.append(f"{func}: {e}")
+            for probe in (
+                f"p:{KPROBE_GROUP}/{name} sunrpc:{func} status=%si:s32 peerid=%dx:u32",
+                f"p:{KPROBE_GROUP}/{name} {func} status=%si:s32 peerid=%dx:u32",
+                f"p:{KPROBE_GROUP}/{name} {func} status=$arg2:s32 peerid=$arg3:u32",
+                f"f:{KPROBE_GROUP}/{name} {func} status=$arg2:s32 peerid=$arg3:u32",
+            ):
+                ev = "dynamic_events" if probe.startswith("f:") else "kprobe_events"
+                fd = os.open(TRACEFS / ev, os.O_WRONLY | os.O_APPEND)
+                try:
+                    os.write(fd, (probe + "\n").encode())
+                    break
+                except OSError as e:
+                    log = (TRACEFS / "error_log").read_text(errors="replace").strip()
+                    errors.append(f"{probe!r}: {e}; error_log: {log[-300:]}")
+                finally:
+                    os.close(fd)
         s.require(
             "kprobes on svc_tcp_handshake_done and xs_tls_handshake_done (the status and "
             "peer id each consumer's ta_done got)",
