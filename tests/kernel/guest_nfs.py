@@ -163,6 +163,8 @@ class NfsServer:
 
 
 SERVER = NfsServer()
+#: a further step of a scenario, run with its daemon and trace
+Then = Callable[[g.Scenario, g.Daemon, "Trace"], None]
 
 
 def make_certs(s: g.Scenario) -> dict[str, Path]:
@@ -190,9 +192,10 @@ def make_certs(s: g.Scenario) -> dict[str, Path]:
     return paths
 
 
-def use_nfs_config(s: g.Scenario) -> None:
+def use_nfs_config(s: g.Scenario, client_certificate: str = "socket") -> None:
     """Run the daemon with a config trusting the test CA on both sides, presenting the
-    server certificate as nfsd's agent and the client certificate as the NFS client's."""
+    server certificate as nfsd's agent and the client certificate as the NFS client's
+    (x509 requests only); ``client_certificate``: server.client_certificate."""
     c = make_certs(s)
     cfg = s.ctx.out / f"config-{s.name}.yaml"
     cfg.write_text(
@@ -207,6 +210,7 @@ def use_nfs_config(s: g.Scenario) -> None:
         f"    truststore: {c['ca']}\n"
         f"    certificate: {c['server']}\n"
         f"    private_key: {c['server_key']}\n"
+        f"  client_certificate: {client_certificate}\n"
         "unix_socket:\n"
         "  enabled: false\n"
     )
@@ -317,11 +321,13 @@ def keys_matching(rx: re.Pattern[str]) -> list[str]:
     return [x for x in Path("/proc/keys").read_text().splitlines() if rx.search(x)]
 
 
-def nfs_round_trip(s: g.Scenario, xprtsec: str) -> None:
+def nfs_round_trip(
+    s: g.Scenario, xprtsec: str, client_certificate: str = "socket", then: Then | None = None
+) -> None:
     """Mount with ``xprtsec``, write a file, umount, mount again, read it back; both ends'
-    handshakes done by the one daemon, status 0, the sockets in kTLS."""
+    handshakes done by the one daemon, status 0, the sockets in kTLS; then ``then``."""
     SERVER.setup(s)
-    use_nfs_config(s)
+    use_nfs_config(s, client_certificate)
     tr = Trace(s)
     try:
         d = s.start_daemon()
@@ -399,6 +405,8 @@ def nfs_round_trip(s: g.Scenario, xprtsec: str) -> None:
         s.check("no traceback in the daemon log", "Traceback" not in text)
         s.no_handshake_fds(d, "after the mounts")
         s.note(f"first mount took {secs:.1f}s")
+        if then is not None:
+            then(s, d, tr)
     finally:
         with contextlib.suppress(Exception):
             if os.path.ismount(MNT):
@@ -411,8 +419,45 @@ def sc_nfs_tls(s: g.Scenario) -> None:
     nfs_round_trip(s, "tls")
 
 
+def tls_mount_refused(s: g.Scenario, d: g.Daemon, tr: Trace) -> None:
+    """The daemon requires client certificates (server.client_certificate: require): an
+    ``xprtsec=tls`` mount (no client certificate) is refused by nfsd's side, each refusal
+    one completion line with the reason, and the daemon keeps serving."""
+    before = len(tr.done_calls())
+    lines_before = len(d.log().splitlines())
+    opts = "vers=4.2,xprtsec=tls,soft,timeo=30,retrans=1,retry=0"
+    t = time.monotonic()
+    p = g.run(
+        f"timeout -s KILL 30 mount -t nfs -o {opts} 127.0.0.1:/ {MNT}", check=False, timeout=60
+    )
+    secs = time.monotonic() - t
+    s.check(
+        f"mount -o {opts} failed (nfsd's agent requires a client certificate)",
+        p.returncode != 0 and not os.path.ismount(MNT),
+        f"rc {p.returncode} after {secs:.1f}s {(p.stdout + p.stderr).strip()}",
+    )
+    svc = [(st, pid) for name, st, pid in tr.done_calls()[before:] if name == "svc_done"]
+    s.check(
+        "nfsd's ta_done got EACCES (-13) for the client without a certificate",
+        bool(svc) and all(st == -13 for st, _ in svc),
+        f"svc_tcp_handshake_done (status, peerid): {svc}",
+    )
+    new = d.log().splitlines()[lines_before:]
+    refused = [x for x in new if "(SERVERHELLO, X509) done: status 13 " in x]
+    s.check(
+        "one completion line per refused handshake, naming the client and the reason",
+        len(refused) == len(svc) and all("handshake for 127.0.0.1:" in x for x in refused),
+        refused[:4],
+    )
+    s.note(f"refused tls mount: {secs:.1f}s, {len(svc)} nfsd handshakes; {refused[:1]}")
+    s.check("the daemon is still running", d.alive())
+    ok, _ = mount(s, "mtls")  # and serving: the next mount with a certificate works
+    if ok:
+        umount(s)
+
+
 def sc_nfs_mtls(s: g.Scenario) -> None:
-    nfs_round_trip(s, "mtls")
+    nfs_round_trip(s, "mtls", client_certificate="require", then=tls_mount_refused)
 
 
 FUNCS: dict[str, Callable[[g.Scenario], None]] = {
