@@ -37,12 +37,18 @@ if command -v flock >/dev/null 2>&1; then
 fi
 
 # ---- 1. apt packages -------------------------------------------------------
+# the packages among "$@" that dpkg does not list as installed, space-separated
+not_installed() {
+    out=""
+    for p in "$@"; do
+        st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+        [ "$st" = "install ok installed" ] || out="$out $p"
+    done
+    echo "$out"
+}
 APT_PKGS="qemu-system-x86 kmod keyutils busybox-static udev file"
-missing=""
-for p in $APT_PKGS; do
-    st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-    [ "$st" = "install ok installed" ] || missing="$missing $p"
-done
+# shellcheck disable=SC2086
+missing=$(not_installed $APT_PKGS)
 APT_UPDATED=""
 apt_update() {
     if [ -z "$APT_UPDATED" ]; then
@@ -64,11 +70,8 @@ fi
 # anything on the host: a policy-rc.d that exits 101 (deny every action) is in place
 # for the install, and the host's own policy-rc.d (Docker images ship one) is put back.
 NFS_PKGS="nfs-kernel-server nfs-common"
-nfs_missing=""
-for p in $NFS_PKGS; do
-    st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-    [ "$st" = "install ok installed" ] || nfs_missing="$nfs_missing $p"
-done
+# shellcheck disable=SC2086
+nfs_missing=$(not_installed $NFS_PKGS)
 if [ -n "$nfs_missing" ]; then
     apt_update
     POLICY=/usr/sbin/policy-rc.d
