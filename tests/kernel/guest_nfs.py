@@ -113,7 +113,8 @@ class NfsServer:
         for d in (EXPORT, MNT, PKI):
             d.mkdir(parents=True, exist_ok=True)
         g.run(f"mount -t tmpfs -o size=64m quichsd-nfs-export {EXPORT}")
-        # the host's /var/lib/nfs is read-only here (9p root): etab, rmtab, nfsdcld's db
+        # a clean /var/lib/nfs (etab, rmtab, nfsdcld's db): virtme-ng's /var is an overlay
+        # of the host's, whose NFS state has no place in the guest
         g.run(f"mount -t tmpfs -o mode=0755 quichsd-varlib-nfs {VARLIB}")
         for sub in ("rpc_pipefs", "nfsdcld", "v4recovery", "sm", "sm.bak"):
             (VARLIB / sub).mkdir()
@@ -186,9 +187,9 @@ def make_certs(s: g.Scenario) -> dict[str, Path]:
     paths["ca"].write_bytes(ca.cert_pem)
     for name, it in issued.items():
         paths[name].write_bytes(it.cert_pem)
-        key = paths[f"{name}_key"]
-        key.write_bytes(it.key_pem)
-        key.chmod(0o600)
+        fd = os.open(paths[f"{name}_key"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(it.key_pem)
     return paths
 
 
