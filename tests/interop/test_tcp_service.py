@@ -76,6 +76,12 @@ def service(d: Path, rec: Recorder, ring: int, **kw: object) -> HandshakeService
     )
 
 
+def x509_serv(tmp_path: Path, d: Path, cert: str, *extra: str) -> GnutlsServ:
+    """gnutls-serv (TLS 1.3) with the PKI's ``cert`` (``d/<cert>.pem`` and ``.key``)."""
+    files = ("--x509certfile", str(d / f"{cert}.pem"), "--x509keyfile", str(d / f"{cert}.key"))
+    return GnutlsServ(tmp_path, priority=TLS13, extra=(*files, *extra))
+
+
 def accept(role: uapi.MsgType, auth: uapi.AuthMode, peername: str | None = None) -> AcceptRequest:
     return AcceptRequest(-1, role, auth, timeout_ms=5000, peername=peername)
 
@@ -144,16 +150,7 @@ async def test_x509_server_without_a_client_certificate_when_required_is_eacces(
 async def test_x509_client_verifies_the_peername_against_gnutls_serv(
     pki_dir: Path, peer_keyring: int, tmp_path: Path
 ) -> None:
-    serv = GnutlsServ(
-        tmp_path,
-        priority=TLS13,
-        extra=(
-            "--x509certfile",
-            str(pki_dir / "server_rsa.pem"),
-            "--x509keyfile",
-            str(pki_dir / "server_rsa.key"),
-        ),
-    )
+    serv = x509_serv(tmp_path, pki_dir, "server_rsa")
     rec = Recorder()
     svc = service(pki_dir, rec, peer_keyring)
     try:
@@ -190,16 +187,7 @@ async def test_x509_client_verifies_the_peername_against_gnutls_serv(
 async def test_anonymous_client_verifies_the_server_by_policy(
     pki_dir: Path, peer_keyring: int, tmp_path: Path, cert: str, verify: bool, status: int
 ) -> None:
-    serv = GnutlsServ(
-        tmp_path,
-        priority=TLS13,
-        extra=(
-            "--x509certfile",
-            str(pki_dir / f"{cert}.pem"),
-            "--x509keyfile",
-            str(pki_dir / f"{cert}.key"),
-        ),
-    )
+    serv = x509_serv(tmp_path, pki_dir, cert)
     rec = Recorder()
     svc = service(pki_dir, rec, peer_keyring, unauth_verify=verify)
     try:
@@ -235,18 +223,8 @@ async def test_anonymous_client_presents_no_certificate(
     client certificate: a TLS 1.3 client has finished its side before the server refuses,
     so what the server saw is read from its output."""
     d = pki_dir
-    serv = GnutlsServ(
-        tmp_path,
-        priority=TLS13,
-        extra=(
-            "--x509certfile",
-            str(d / "server.pem"),
-            "--x509keyfile",
-            str(d / "server.key"),
-            "--x509cafile",
-            str(d / "ca.pem"),
-            "--require-client-cert",
-        ),
+    serv = x509_serv(
+        tmp_path, d, "server", "--x509cafile", str(d / "ca.pem"), "--require-client-cert"
     )
     rec = Recorder()
     svc = service(d, rec, peer_keyring, client_cert=True)
