@@ -122,12 +122,17 @@ class Snapshot:
     keylog: KeyLogFile | None = None
     _built: dict[str, CertificateCredentials] = field(default_factory=dict)
 
-    def x509(self, role: Role) -> CertificateCredentials:
-        cc = self._built.get(role.value)
+    def x509(self, role: Role, *, anonymous: bool = False) -> CertificateCredentials:
+        """The configured credentials of ``role``; ``anonymous`` (a client's unauthenticated
+        request): the trust store and CRL only, so that no certificate is ever presented."""
+        name = role.value + ("-anonymous" if anonymous else "")
+        cc = self._built.get(name)
         if cc is None:
             material = self.credentials.x509(role.value)
+            if anonymous:
+                material = replace(material, chain=None, key=None, key_url=None)
             cc = build_certificate_credentials(material, need_key=role is Role.SERVER)
-            self._built[role.value] = cc
+            self._built[name] = cc
         return cc
 
 
@@ -236,7 +241,10 @@ class HandshakeService:
                 req, psk_serials = self._psk(req, request)
             elif request.auth_mode in (uapi.AuthMode.X509, uapi.AuthMode.UNAUTH):
                 owned = self._x509_for_serials(snap, role, request)
-                x509 = owned or snap.x509(role)
+                # unauthenticated (NFS xprtsec=tls): never the configured certificate, as
+                # tlshd; it would authenticate the client (nfsd: XPT_PEER_AUTH) unasked
+                anonymous = role is Role.CLIENT and request.auth_mode is uapi.AuthMode.UNAUTH
+                x509 = owned or snap.x509(role, anonymous=anonymous)
                 req = self._x509(req, snap, request, sock, x509)
             else:
                 raise InvalidRequest(f"unknown auth mode {int(request.auth_mode)}")

@@ -10,6 +10,7 @@ handler, with the kernel's AcceptRequest fields as NFS sends them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import socket
 from collections.abc import AsyncIterator
@@ -30,11 +31,21 @@ from quichsd.service import HandshakeService
 TLS13 = "NORMAL:-VERS-ALL:+VERS-TLS1.3"
 
 
-def config(d: Path, client_certificate: str = "socket", unauth_verify: bool = True) -> str:
+def config(
+    d: Path,
+    client_certificate: str = "socket",
+    unauth_verify: bool = True,
+    client_cert: bool = False,
+) -> str:
+    own = (
+        f"    certificate: {d / 'client.pem'}\n    private_key: {d / 'client.key'}\n"
+        if client_cert
+        else ""
+    )
     return (
         "client:\n"
         f"  verify_server_unauthenticated: {str(unauth_verify).lower()}\n"
-        f"  x509:\n    truststore: {d / 'ca.pem'}\n"
+        f"  x509:\n    truststore: {d / 'ca.pem'}\n{own}"
         "server:\n"
         "  x509:\n"
         f"    certificate: {d / 'server.pem'}\n"
@@ -63,6 +74,12 @@ def service(d: Path, rec: Recorder, ring: int, **kw: object) -> HandshakeService
     return HandshakeService(
         settings, load_credentials(settings), ktls_install=rec, peer_key_keyring=ring
     )
+
+
+def x509_serv(tmp_path: Path, d: Path, cert: str, *extra: str) -> GnutlsServ:
+    """gnutls-serv (TLS 1.3) with the PKI's ``cert`` (``d/<cert>.pem`` and ``.key``)."""
+    files = ("--x509certfile", str(d / f"{cert}.pem"), "--x509keyfile", str(d / f"{cert}.key"))
+    return GnutlsServ(tmp_path, priority=TLS13, extra=(*files, *extra))
 
 
 def accept(role: uapi.MsgType, auth: uapi.AuthMode, peername: str | None = None) -> AcceptRequest:
@@ -133,16 +150,7 @@ async def test_x509_server_without_a_client_certificate_when_required_is_eacces(
 async def test_x509_client_verifies_the_peername_against_gnutls_serv(
     pki_dir: Path, peer_keyring: int, tmp_path: Path
 ) -> None:
-    serv = GnutlsServ(
-        tmp_path,
-        priority=TLS13,
-        extra=(
-            "--x509certfile",
-            str(pki_dir / "server_rsa.pem"),
-            "--x509keyfile",
-            str(pki_dir / "server_rsa.key"),
-        ),
-    )
+    serv = x509_serv(tmp_path, pki_dir, "server_rsa")
     rec = Recorder()
     svc = service(pki_dir, rec, peer_keyring)
     try:
@@ -179,16 +187,7 @@ async def test_x509_client_verifies_the_peername_against_gnutls_serv(
 async def test_anonymous_client_verifies_the_server_by_policy(
     pki_dir: Path, peer_keyring: int, tmp_path: Path, cert: str, verify: bool, status: int
 ) -> None:
-    serv = GnutlsServ(
-        tmp_path,
-        priority=TLS13,
-        extra=(
-            "--x509certfile",
-            str(pki_dir / f"{cert}.pem"),
-            "--x509keyfile",
-            str(pki_dir / f"{cert}.key"),
-        ),
-    )
+    serv = x509_serv(tmp_path, pki_dir, cert)
     rec = Recorder()
     svc = service(pki_dir, rec, peer_keyring, unauth_verify=verify)
     try:
@@ -209,3 +208,46 @@ async def test_anonymous_client_verifies_the_server_by_policy(
         serv.stop()
     assert outcome.status == status, outcome
     assert bool(rec.calls) == (status == 0)
+
+
+@pytest.mark.parametrize(
+    "auth", [uapi.AuthMode.X509, uapi.AuthMode.UNAUTH], ids=["x509", "unauthenticated"]
+)
+async def test_anonymous_client_presents_no_certificate(
+    pki_dir: Path, peer_keyring: int, tmp_path: Path, auth: uapi.AuthMode
+) -> None:
+    """With client.x509.certificate configured, an unauthenticated request (the kernel's
+    anonymous ClientHello, NFS ``xprtsec=tls``) still sends no certificate, as tlshd; an
+    x509 one (``xprtsec=mtls``, no key serials) sends the configured one. Presenting it
+    unasked would authenticate the client to nfsd (XPT_PEER_AUTH). gnutls-serv requires a
+    client certificate: a TLS 1.3 client has finished its side before the server refuses,
+    so what the server saw is read from its output."""
+    d = pki_dir
+    serv = x509_serv(
+        tmp_path, d, "server", "--x509cafile", str(d / "ca.pem"), "--require-client-cert"
+    )
+    rec = Recorder()
+    svc = service(d, rec, peer_keyring, client_cert=True)
+    try:
+        with serv.connect() as sock:
+            outcome, _ = await svc.handle_detailed(
+                accept(uapi.MsgType.CLIENTHELLO, auth, "server.test"), sock
+            )
+            assert outcome.status == 0, outcome
+            sock.setblocking(True)
+            tx, rx = rec.layers()
+            echoed = b""
+            with contextlib.suppress(OSError):  # the refusing server has closed
+                sock.sendall(tx.seal(b"ping\n"))
+                while True:  # the echo, or the server's alert and its close
+                    ctype, data = rx.open(read_record(sock, timeout=5))
+                    if ctype == 23:
+                        echoed = data
+                        break
+    finally:
+        serv.stop()
+    out = serv.output()
+    if auth is uapi.AuthMode.UNAUTH:
+        assert "Certificate is required" in out and not echoed, out
+    else:
+        assert echoed == b"ping\n" and "Certificate is required" not in out, out

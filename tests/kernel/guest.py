@@ -95,6 +95,8 @@ SCENARIOS = (
     "kernel_quic_psk",
     "kernel_quic_resumption",
     "workers_kernel_quic",
+    "nfs_tls",
+    "nfs_mtls",
     # last: it costs the most TCG time (dpkg reads the host's whole database over 9p,
     # py3compile); should it push the VM past QUICHSD_VM_TIMEOUT, only it is lost
     "deb_package_nvme_tls",
@@ -1420,6 +1422,9 @@ FUNCS.update(guest_workers.FUNCS)
 import guest_deb  # noqa: E402
 
 FUNCS.update(guest_deb.FUNCS)
+import guest_nfs  # noqa: E402
+
+FUNCS.update(guest_nfs.FUNCS)
 
 
 # --------------------------------------------------------------------------- main

@@ -5,6 +5,8 @@
 # Installs, on a Debian 12 or 13 machine run as root:
 #   - apt: qemu-system-x86 kmod keyutils busybox-static udev file (no recommends;
 #     virtme-ng runs file(1) on the kernel image)
+#   - apt: nfs-kernel-server nfs-common (the guest's nfsd and NFS client userspace),
+#     installed with a policy-rc.d that starts no service on the host
 #   - a venv with virtme-ng (pinned) under $QUICHSD_VM_CACHE/venv
 #   - the release's own linux-image-6.12.*+debN-amd64 (N = the major release read from
 #     /etc/debian_version; the newest apt offers),
@@ -35,12 +37,18 @@ if command -v flock >/dev/null 2>&1; then
 fi
 
 # ---- 1. apt packages -------------------------------------------------------
+# the packages among "$@" that dpkg does not list as installed, space-separated
+not_installed() {
+    out=""
+    for p in "$@"; do
+        st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+        [ "$st" = "install ok installed" ] || out="$out $p"
+    done
+    echo "$out"
+}
 APT_PKGS="qemu-system-x86 kmod keyutils busybox-static udev file"
-missing=""
-for p in $APT_PKGS; do
-    st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-    [ "$st" = "install ok installed" ] || missing="$missing $p"
-done
+# shellcheck disable=SC2086
+missing=$(not_installed $APT_PKGS)
 APT_UPDATED=""
 apt_update() {
     if [ -z "$APT_UPDATED" ]; then
@@ -54,6 +62,41 @@ if [ -n "$missing" ]; then
     log "installing:$missing"
     # shellcheck disable=SC2086
     apt-get install -y -q --no-install-recommends $missing >&2 || die "apt-get install failed"
+fi
+
+# ---- 1b. NFS userspace (the nfs_tls scenario) -----------------------------------
+# rpc.nfsd, exportfs, rpc.mountd (nfs-kernel-server) and mount.nfs (nfs-common): the
+# guest runs them from the host's root fs.  Installing them must not start or enable
+# anything on the host: a policy-rc.d that exits 101 (deny every action) is in place
+# for the install, and the host's own policy-rc.d (Docker images ship one) is put back.
+NFS_PKGS="nfs-kernel-server nfs-common"
+# shellcheck disable=SC2086
+nfs_missing=$(not_installed $NFS_PKGS)
+if [ -n "$nfs_missing" ]; then
+    apt_update
+    POLICY=/usr/sbin/policy-rc.d
+    SAVED=""
+    if [ -e "$POLICY" ]; then
+        SAVED=$CACHE/policy-rc.d.host
+        cp -p "$POLICY" "$SAVED"
+    fi
+    restore_policy() {
+        if [ -n "$SAVED" ]; then mv -f "$SAVED" "$POLICY"; else rm -f "$POLICY"; fi
+    }
+    trap restore_policy EXIT
+    printf '#!/bin/sh\n# tests/kernel/setup.sh: start no service while installing\nexit 101\n' >"$POLICY"
+    chmod 755 "$POLICY"
+    log "installing (services not started: policy-rc.d exits 101):$nfs_missing"
+    # shellcheck disable=SC2086
+    apt-get install -y -q --no-install-recommends $nfs_missing >&2 || die "apt-get install failed"
+    restore_policy
+    trap - EXIT
+    # Debian's packages enable their units at install (a symlink, nothing runs): undo
+    # that, so that a later boot of this host does not start an NFS server either
+    if command -v systemctl >/dev/null 2>&1; then
+        systemctl disable nfs-server.service rpcbind.service rpcbind.socket \
+            nfs-client.target >/dev/null 2>&1 || true
+    fi
 fi
 
 # ---- 2. virtme-ng venv -----------------------------------------------------

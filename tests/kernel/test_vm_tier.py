@@ -110,5 +110,13 @@ def test_workers_kernel_quic(tier: Any) -> None:
     _assert_scenario(tier, "workers_kernel_quic")
 
 
+def test_nfs_tls(tier: Any) -> None:
+    _assert_scenario(tier, "nfs_tls")
+
+
+def test_nfs_mtls(tier: Any) -> None:
+    _assert_scenario(tier, "nfs_mtls")
+
+
 def test_deb_package_nvme_tls(tier: Any) -> None:
     _assert_scenario(tier, "deb_package_nvme_tls")
