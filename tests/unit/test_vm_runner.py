@@ -94,3 +94,19 @@ def test_failed_boot_output_is_cleared_but_config_and_consoles_kept(tmp_path: Pa
         (tmp_path / name).write_text("x")
     run_vm.clear_guest_output(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "console-1.txt"]
+
+
+def test_precompile_writes_bytecode_even_with_dontwritebytecode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guest cannot write bytecode caches (read-only checkout): the runner writes
+    them on the host first, whatever PYTHONDONTWRITEBYTECODE says; a module that does
+    not compile is named in the host log."""
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    (tmp_path / "good.py").write_text("X = 1\n")
+    (tmp_path / "bad.py").write_text("def broken(:\n")
+    log: list[str] = []
+    run_vm.precompile(Path(sys.executable), [tmp_path], log)
+    assert list((tmp_path / "__pycache__").glob("good.*.pyc"))
+    assert log[0].startswith("compileall rc=1 in ")
+    assert "bad.py" in log[1]
