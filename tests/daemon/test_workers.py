@@ -165,6 +165,41 @@ async def test_worker_killed_mid_handshake_main_answers_eio_and_respawns(
     assert port_free(port)
 
 
+async def test_worker_killed_with_a_ping_unread_is_one_warning_not_a_bad_message(
+    records: Records, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Seen in the VM tier (workers_kernel_quic): an idle worker SIGKILLed while a
+    heartbeat ping sat unread in its queue made the main process log
+    ``worker N: bad message: [Errno 104] Connection reset by peer`` (ERROR) before
+    ``worker N exited: starting a new one``. ECONNRESET on the channel is its end: one
+    warning line, and a replacement."""
+    caplog.set_level(logging.INFO, logger="quichsd.workers")
+    pool = make_pool(slow_ok, records, heartbeat=0.1, unresponsive_after=30.0)
+    pool.start_fork_server()
+    try:
+        await pool.start()
+        first = {w.pid for w in pool.alive()}
+        victim = min(first)
+        (handle,) = [w for w in pool.alive() if w.pid == victim]
+        os.kill(victim, signal.SIGSTOP)
+        await until(lambda: handle.ping_sent is not None, timeout=5)  # queued, never read
+        os.kill(victim, signal.SIGKILL)
+        await until(
+            lambda: len(pool.alive()) == 2 and victim not in {w.pid for w in pool.alive()},
+            timeout=10,
+        )
+    finally:
+        await pool.stop(timeout=2)
+    about = [
+        (r.levelname, r.getMessage())
+        for r in caplog.records
+        if r.name == "quichsd.workers"
+        and f"worker {victim}" in r.getMessage()
+        and r.process == os.getpid()
+    ]
+    assert about == [("WARNING", f"worker {victim} exited: starting a new one")]
+
+
 def reload_from(path: str, slow: float = 0.0) -> ReloadHook:
     """Reads ``path`` (after ``slow`` seconds of blocking work, like a big config or
     credential check on a loaded machine); the swap returns what it read."""
