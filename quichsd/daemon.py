@@ -66,6 +66,7 @@ import contextlib
 import logging
 import resource
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import __version__, metrics, sdnotify, signals
@@ -285,11 +286,17 @@ class Daemon:
         if change is not None:
             log.info("%s", change)
 
-    def reload_worker(self) -> str:
-        """SIGHUP in a worker or the fork server: the same, quietly; raises if refused."""
+    def reload_worker(self) -> Callable[[], str]:
+        """SIGHUP in a worker or the fork server: the same, quietly; raises if refused.
+        Loads and checks (a worker runs this in a thread) and returns the swap (a worker
+        runs it on its loop)."""
         settings, creds, keylog, _ = self._load()  # ConfigError/CredentialsError say what
-        self._apply(settings, creds, keylog)
-        return f"configuration reloaded from {self.config_path}"
+
+        def apply() -> str:
+            self._apply(settings, creds, keylog)
+            return f"configuration reloaded from {self.config_path}"
+
+        return apply
 
     def _warn_keylog(self) -> None:
         if self.keylog is not None:

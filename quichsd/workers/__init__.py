@@ -20,7 +20,7 @@ from ..netlink import NetlinkTransport
 from ..service import HandshakeService
 from .pool import WorkerHandle, WorkerPool
 from .replay import RemoteReplayStore, ReplayStore, SharedAntiReplay
-from .worker import ReloadHook, Worker
+from .worker import ReloadHook, Worker, reload_now
 from .zygote import WorkerMain
 
 log = logging.getLogger("quichsd.workers")
@@ -73,7 +73,12 @@ def make_pool(
 
     main: WorkerMain = worker_main
     return WorkerPool(
-        count, main, store=store, fallback=service.handle, reload=reload, deadline=service.timeout
+        count,
+        main,
+        store=store,
+        fallback=service.handle,
+        reload=None if reload is None else reload_now(reload),
+        deadline=service.timeout,
     )
 
 

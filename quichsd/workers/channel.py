@@ -33,8 +33,15 @@ def encode(message: tuple[Any, ...]) -> bytes:
 
 
 def receive(sock: socket.socket) -> tuple[tuple[Any, ...] | None, list[int]]:
-    """One message and its fds; ``(None, [])`` at EOF. Raises BlockingIOError if none."""
-    data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, 4)
+    """One message and its fds; ``(None, [])`` at EOF. Raises BlockingIOError if none.
+
+    A peer that closed with messages of ours still unread (a worker SIGKILLed with a
+    heartbeat ping in its queue) shows as ECONNRESET before the EOF: that is the same
+    end of the channel, not a bad message."""
+    try:
+        data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, 4)
+    except ConnectionResetError:
+        return None, []
     if not data:
         for fd in fds:
             os.close(fd)

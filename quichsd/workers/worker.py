@@ -7,7 +7,10 @@ request socket naming its own fd number (the kernel resolves DONE's fd in the se
 table, docs/kernel-interfaces.md §1.6), closes the fd and reports the status to the main
 process, which logs the completion line and keeps the in-flight accounting.
 
-Signals: SIGHUP reloads config and credentials (the reload hook) and reports the result;
+Signals: SIGHUP reloads config and credentials (the reload hook) and reports the result:
+the files are read and checked in a thread, so the loop keeps answering the main process's
+heartbeat and running handshakes meanwhile (a slow reload on a loaded machine must not get
+the worker killed as unresponsive), and only the swap runs on the loop;
 SIGTERM/SIGINT, or the main process going away (channel EOF), stop it: jobs in flight get
 ``grace`` seconds, the rest are cancelled (DONE EIO "agent shutting down"), then it exits.
 """
@@ -30,8 +33,15 @@ from . import channel
 
 log = logging.getLogger("quichsd.workers")
 
-#: returns a one-line description of what was reloaded; raises with the reason if refused
-ReloadHook = Callable[[], str]
+#: loads and checks the new config and credentials (run in a thread; raises with the reason
+#: if refused) and returns the step that puts them in place (run on the loop), which returns
+#: a one-line description of what was reloaded
+ReloadHook = Callable[[], Callable[[], str]]
+
+
+def reload_now(hook: ReloadHook) -> Callable[[], str]:
+    """Both steps of ``hook`` at once, for a process without a loop (the fork server)."""
+    return lambda: hook()()
 
 
 def open_fds() -> int:
@@ -57,6 +67,8 @@ class Worker:
         self._reports: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._chan_open = True
+        self._reloading: asyncio.Task[None] | None = None
+        self._reload_again = False
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -145,13 +157,27 @@ class Worker:
         task.add_done_callback(self._reports.discard)
 
     def _on_sighup(self) -> None:
-        if self._reload is None:
-            self._spawn_report(("reloaded", False, "no reload hook"))
+        if self._reloading is not None:  # a signal during a reload: one more after it
+            self._reload_again = True
             return
+        self._reloading = asyncio.get_running_loop().create_task(self._reloads())
+
+    async def _reloads(self) -> None:
         try:
-            detail = self._reload()
+            self._reload_again = True
+            while self._reload_again:
+                self._reload_again = False
+                await self._report(await self._reload_once())
+        finally:
+            self._reloading = None
+
+    async def _reload_once(self) -> tuple[object, ...]:
+        if self._reload is None:
+            return ("reloaded", False, "no reload hook")
+        try:
+            apply = await asyncio.get_running_loop().run_in_executor(None, self._reload)
+            detail = apply()
         except Exception as exc:
             log.error("worker %d: reload refused: %s", os.getpid(), exc)
-            self._spawn_report(("reloaded", False, str(exc)))
-            return
-        self._spawn_report(("reloaded", True, detail))
+            return ("reloaded", False, str(exc))
+        return ("reloaded", True, detail)

@@ -23,7 +23,7 @@ from workers_helpers import RecordingTransport, Records
 from quichsd.netlink import AcceptRequest, HandshakeAgent, HandshakeOutcome
 from quichsd.workers import ReplayStore, WorkerPool
 from quichsd.workers.replay import RemoteReplayStore, SharedAntiReplay
-from quichsd.workers.worker import ReloadHook, Worker
+from quichsd.workers.worker import ReloadHook, Worker, reload_now
 
 UDP = socket.IPPROTO_UDP
 PSK_ID = 0x1BDD3D81
@@ -58,7 +58,7 @@ def make_pool(
         worker_main,
         store=store,
         fallback=no_fallback,
-        reload=reload,
+        reload=None if reload is None else reload_now(reload),
         deadline=lambda r: (r.timeout_ms or 10_000) / 1000,
         **timing,  # type: ignore[arg-type]
     )
@@ -165,10 +165,50 @@ async def test_worker_killed_mid_handshake_main_answers_eio_and_respawns(
     assert port_free(port)
 
 
-def reload_from(path: str) -> ReloadHook:
-    def hook() -> str:
+async def test_worker_killed_with_a_ping_unread_is_one_warning_not_a_bad_message(
+    records: Records, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Seen in the VM tier (workers_kernel_quic): an idle worker SIGKILLed while a
+    heartbeat ping sat unread in its queue made the main process log
+    ``worker N: bad message: [Errno 104] Connection reset by peer`` (ERROR) before
+    ``worker N exited: starting a new one``. ECONNRESET on the channel is its end: one
+    warning line, and a replacement."""
+    caplog.set_level(logging.INFO, logger="quichsd.workers")
+    pool = make_pool(slow_ok, records, heartbeat=0.1, unresponsive_after=30.0)
+    pool.start_fork_server()
+    try:
+        await pool.start()
+        first = {w.pid for w in pool.alive()}
+        victim = min(first)
+        (handle,) = [w for w in pool.alive() if w.pid == victim]
+        os.kill(victim, signal.SIGSTOP)
+        await until(lambda: handle.ping_sent is not None, timeout=5)  # queued, never read
+        os.kill(victim, signal.SIGKILL)
+        await until(
+            lambda: len(pool.alive()) == 2 and victim not in {w.pid for w in pool.alive()},
+            timeout=10,
+        )
+    finally:
+        await pool.stop(timeout=2)
+    about = [
+        (r.levelname, r.getMessage())
+        for r in caplog.records
+        if r.name == "quichsd.workers"
+        and f"worker {victim}" in r.getMessage()
+        and r.process == os.getpid()
+    ]
+    assert about == [("WARNING", f"worker {victim} exited: starting a new one")]
+
+
+def reload_from(path: str, slow: float = 0.0) -> ReloadHook:
+    """Reads ``path`` (after ``slow`` seconds of blocking work, like a big config or
+    credential check on a loaded machine); the swap returns what it read."""
+
+    def hook() -> Callable[[], str]:
+        time.sleep(slow)
         with open(path) as f:
-            return f.read()
+            text = f.read()
+        return lambda: text
 
     return hook
 
@@ -194,6 +234,46 @@ async def test_reload_is_forwarded_to_every_worker(
         assert lines == sorted(f"worker {w.pid}: two" for w in pool.alive())
     finally:
         await pool.stop(timeout=2)
+
+
+async def test_slow_reload_keeps_workers_answering_and_alive(
+    records: Records, tmp_path: object
+) -> None:
+    """A reload that takes longer than the heartbeat allows (seen in the VM tier under TCG:
+    every worker "answered no ping for 5.0 s: killed" after SIGHUP, so none reported its
+    reload): the worker checks the files off its loop, keeps answering pings and serving
+    handshakes, and reports the reload; no worker is replaced."""
+    path = os.path.join(str(tmp_path), "generation")
+    with open(path, "w") as f:
+        f.write("two")
+    pool = make_pool(
+        slow_ok, records, reload=reload_from(path, slow=1.5), heartbeat=0.1, unresponsive_after=0.6
+    )
+    pool.start_fork_server()
+    kernel = FakeKernel()
+    agent = HandshakeAgent(kernel, pool.handle, quic_protocol=UDP)
+    fd, port, ino = bound_udp()
+    try:
+        await pool.start()
+        await agent.start()
+        before = sorted(w.pid for w in pool.alive())
+        pool.reload()
+        await asyncio.sleep(0.3)  # both workers are inside the slow load now
+        kernel.pending.append(lambda seq: psk_reply(fd, seq, (PSK_ID,)))
+        kernel.mcast.put_nowait([READY])
+        t0 = time.monotonic()
+        await until(lambda: len(records.poll()) == 1, timeout=5)
+        assert time.monotonic() - t0 < 1.0  # served during the reload, not after it
+        rec = records.poll()[0]
+        assert rec.ino == ino and rec.message == done_sent(rec.seq, 0, rec.sockfd, (PSK_ID,))
+        assert rec.pid in before  # by a worker
+        await until(lambda: all(w.reloads for w in pool.alive()), timeout=5)
+        assert sorted(w.pid for w in pool.alive()) == before  # none killed as unresponsive
+        assert [w.reloads for w in pool.alive()] == [[(True, "two")], [(True, "two")]]
+    finally:
+        await agent.stop(timeout=2)
+        await pool.stop(timeout=2)
+    await until(lambda: port_free(port))
 
 
 # --- 0-RTT anti-replay across workers ----------------------------------------------------

@@ -118,3 +118,19 @@ def test_failed_deb_build_is_kept_for_the_guest(
     assert "unmet build dependencies: dh-python" in error
     assert sorted(p.name for p in (out / "deb").iterdir()) == ["build-error.txt"]
     assert log and log[0].startswith("build-deb.sh rc=3 in ")
+
+
+def test_precompile_writes_bytecode_even_with_dontwritebytecode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guest cannot write bytecode caches (read-only checkout): the runner writes
+    them on the host first, whatever PYTHONDONTWRITEBYTECODE says; a module that does
+    not compile is named in the host log."""
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    (tmp_path / "good.py").write_text("X = 1\n")
+    (tmp_path / "bad.py").write_text("def broken(:\n")
+    log: list[str] = []
+    run_vm.precompile(Path(sys.executable), [tmp_path], log)
+    assert list((tmp_path / "__pycache__").glob("good.*.pyc"))
+    assert log[0].startswith("compileall rc=1 in ")
+    assert "bad.py" in log[1]
