@@ -150,9 +150,12 @@ async def test_issue_11_item_13_fd_limit_accept_backs_off_and_logs_once(
             during = d.log.read_text().splitlines()[lines:]
         finally:
             resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
-        # one line per listener in 2 s of failing accepts (asyncio's loop: thousands)
-        assert len([x for x in during if "accept failed" in x]) == 2, during[:20]
-        assert len(during) <= 4 and not any("Traceback" in x for x in during), during[:20]
+        # at most one line a second per listener in 2 s of failing accepts, so 1-3 each
+        # (asyncio's loop alone: thousands); a loaded host saw 2 each
+        failed = [x for x in during if "accept failed" in x]
+        for who in ("metrics on 127.0.0.1", "unix: accept failed"):
+            assert 1 <= len([x for x in failed if who in x]) <= 3, during[:20]
+        assert len(during) <= 8 and not any("Traceback" in x for x in during), during[:20]
         assert any("metrics on 127.0.0.1" in x and "(EMFILE)" in x for x in during), during
         assert any("unix: accept failed: Too many open files (EMFILE)" in x for x in during)
         scrape.settimeout(10)
