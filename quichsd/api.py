@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import uapi
 from .errors import GnuTLSError, QuichsdError, errno_name
@@ -279,6 +279,19 @@ def _from_daemon(role: RoleName, r: Result, peer: str | None) -> Handshake:
     )
 
 
+async def _by_daemon(
+    call: Coroutine[Any, Any, Result], daemon: str, role: RoleName, peer: str | None
+) -> Handshake:
+    """The daemon's RESULT of ``call`` as a Handshake; its refusal as HandshakeFailed."""
+    from .unix.client import ViaError
+
+    try:
+        result = await call
+    except ViaError as e:
+        raise HandshakeFailed(e.status, f"daemon at {daemon}: {e.text}") from None
+    return _from_daemon(role, result, peer)
+
+
 async def daemon_handshake(
     sock: QuicSocket,
     *,
@@ -292,14 +305,10 @@ async def daemon_handshake(
     the daemon's credentials, trust and policy; the QUIC connection stays in this
     process. Raises :class:`HandshakeFailed` also when the daemon refuses the caller
     (``unix_socket.allowed_uids``) or cannot be reached."""
-    from .unix.client import ViaError, handshake_via
+    from .unix.client import handshake_via
 
     req = _via(role, auth, server_name, timeout)
-    try:
-        result = await handshake_via(daemon, sock, req)
-    except ViaError as e:
-        raise HandshakeFailed(e.status, f"daemon at {daemon}: {e.text}") from None
-    return _from_daemon(role, result, server_name)
+    return await _by_daemon(handshake_via(daemon, sock, req), daemon, role, server_name)
 
 
 async def hand_off(
@@ -314,14 +323,9 @@ async def hand_off(
     """The whole handshake on ``sock`` (a kernel IPPROTO_QUIC socket, or a connected TCP
     socket; or its fd) run by the daemon on a copy of its fd. A TCP socket comes back with
     kTLS installed: plain ``send``/``recv`` on it then carry TLS records."""
-    from .unix.client import ViaError
     from .unix.client import hand_off as _hand_off
 
     req = _via(role, auth, server_name, timeout)
     fd = sock if isinstance(sock, int) else sock.fileno()
     os.fstat(fd)  # EBADF here rather than from the daemon
-    try:
-        result = await _hand_off(daemon, fd, req)
-    except ViaError as e:
-        raise HandshakeFailed(e.status, f"daemon at {daemon}: {e.text}") from None
-    return _from_daemon(role, result, server_name)
+    return await _by_daemon(_hand_off(daemon, fd, req), daemon, role, server_name)
