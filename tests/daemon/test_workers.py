@@ -379,21 +379,24 @@ async def hang_or_ok(request: AcceptRequest, sock: socket.socket) -> HandshakeOu
     return HandshakeOutcome(0, request.peer_identities, f"pid {os.getpid()}")
 
 
-def process_gone(pid: int) -> bool:
-    """No process and no zombie left with this pid."""
+def process_state(pid: int) -> str | None:
+    """The state letter in /proc/PID/stat, or None once the process is gone. The file can
+    vanish between open and read while the process is reaped: read() then fails with ESRCH
+    (ProcessLookupError), not ENOENT, so both mean gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[1][0] == "X"
-    except FileNotFoundError:
-        return True
+            return f.read().rsplit(") ", 1)[1][0]
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def process_gone(pid: int) -> bool:
+    """No process and no zombie left with this pid."""
+    return process_state(pid) in (None, "X")
 
 
 def zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[1][0] == "Z"
-    except FileNotFoundError:
-        return False
+    return process_state(pid) == "Z"
 
 
 def socket_inodes(pid: int) -> set[int]:
