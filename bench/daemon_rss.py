@@ -13,7 +13,8 @@ the processes mapping it, so the processes' PSS sum is what the daemon costs the
 and ``PSS(3 workers) - PSS(2 workers)`` what one more worker costs.
 
 Floors (same run): a bare interpreter (``python -c pass``), the interpreter with libgnutls
-loaded (ctypes), and that plus ``import asyncio`` (which imports ssl, hence libcrypto).
+loaded (ctypes), that plus ``import asyncio`` (which imports ssl, hence libcrypto), and
+that plus asyncio imported without ssl, as the daemon does (quichsd/lean_asyncio.py).
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ FLOORS = {
     "python": "pass",
     "python + libgnutls": "import ctypes; ctypes.CDLL('libgnutls.so.30')",
     "python + libgnutls + asyncio": "import ctypes, asyncio; ctypes.CDLL('libgnutls.so.30')",
+    # asyncio as the daemon imports it (quichsd/lean_asyncio.py: without ssl, hence without
+    # OpenSSL): the least any asyncio daemon on GnuTLS costs on this interpreter
+    "python + libgnutls + asyncio without ssl": (
+        "import ctypes, sys; ctypes.CDLL('libgnutls.so.30'); sys.modules['ssl'] = None\n"
+        "import asyncio\ndel sys.modules['ssl']"
+    ),
 }
 _READ_SELF = (
     "\nfrom pathlib import Path\n"
