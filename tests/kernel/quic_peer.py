@@ -2,8 +2,9 @@
 """Userspace IPPROTO_QUIC peer for the kernel QUIC scenarios (guest only).
 
 Plays the other side of lxin/quic's ``quic_sample_test.ko``: a kernel QUIC socket in
-this process whose TLS handshake is run in-process by quichsd's own driver
-(``quichsd.driver.run_handshake``), then the sample's stream exchange:
+this process whose TLS handshake is run in-process through quichsd's public API
+(``quichsd.client_handshake`` / ``quichsd.server_handshake``, docs/api.md: the API on a
+kernel QUIC fd), then the sample's stream exchange:
 
 * ``server``: listen with the ALPN, accept, handshake as server (the ``server.test``
   certificate, or external PSK looked up in ``--psk`` entries), read the client's
@@ -15,8 +16,8 @@ this process whose TLS handshake is run in-process by quichsd's own driver
 ``--rounds 2`` is the sample's session-resumption variant (``alpn=ticket``): the server
 accepts a second connection and answers ``hello quic client! welcome back!``; the client
 asks for a session ticket on the first connection (``quic_config.receive_session_ticket``,
-so the driver waits for the NewSessionTicket and returns session data) and resumes with it
-on the second (``QUIC_SOCKOPT_SESSION_TICKET`` set before the handshake).
+so the handshake waits for the NewSessionTicket and returns ``Handshake.session``) and
+resumes with it on the second (``QUIC_SOCKOPT_SESSION_TICKET`` set before the handshake).
 
 Prints ``handshake completed ... resumed=<bool>``, ``recv '<text>'`` and ``send '<text>'``
 lines.  Needs the lxin/quic module loaded (IPPROTO_QUIC = 261); only run when
@@ -32,10 +33,7 @@ import struct
 import sys
 from pathlib import Path
 
-from quichsd import uapi
-from quichsd.driver import HandshakeRequest, HandshakeResult, run_handshake
-from quichsd.gnutls.creds import AntiReplay, CertificateCredentials
-from quichsd.tls.engine import Auth, Role
+from quichsd import Handshake, HandshakeFailed, client_handshake, server_handshake, uapi
 
 IPPROTO_QUIC = uapi.IPPROTO_QUIC
 SOL_QUIC = uapi.SOL_QUIC
@@ -66,18 +64,37 @@ def recv_stream(sock: socket.socket) -> tuple[bytes, int]:
     return data, sid
 
 
-def handshake(sock: socket.socket, req: HandshakeRequest) -> HandshakeResult:
-    async def go() -> HandshakeResult:
-        return await run_handshake(sock, req)
-
+def handshake(sock: socket.socket, a: argparse.Namespace, role: str) -> Handshake:
+    """The handshake through the public API, as a program holding a QUIC socket runs it."""
+    psks = psk_entries(a.psk)
+    pki = a.pki
+    if role == "server":
+        coro = server_handshake(
+            sock,
+            cert=str(pki / "server.pem"),
+            key=str(pki / "server.key"),
+            psk=dict(psks) or None,
+            timeout=a.timeout,
+        )
+    elif psks:
+        coro = client_handshake(sock, psk=psks[0], timeout=a.timeout)
+    else:
+        coro = client_handshake(
+            sock, server_name="server.test", cafile=str(pki / "ca.pem"), timeout=a.timeout
+        )
     sock.setblocking(False)
-    res = asyncio.run(go())
-    if not res.ok:
-        raise SystemExit(f"handshake failed: status {res.status}: {res.error}")
-    resumed = bool(res.info and res.info.resumed)
-    say(f"handshake completed in {res.elapsed:.2f}s alpn={res.alpn!r} resumed={resumed}")
+    try:
+        hs = asyncio.run(coro)
+    except HandshakeFailed as e:
+        raise SystemExit(
+            f"handshake failed: status {e.status} ({e.errno_name}): {e.reason}"
+        ) from None
+    say(
+        f"handshake completed in {hs.duration_ms / 1000:.2f}s alpn={hs.alpn!r} "
+        f"resumed={hs.resumed} cipher={hs.cipher} group={hs.group}"
+    )
     sock.setblocking(True)
-    return res
+    return hs
 
 
 def psk_entries(items: list[str]) -> list[tuple[str, bytes]]:
@@ -86,28 +103,6 @@ def psk_entries(items: list[str]) -> list[tuple[str, bytes]]:
         ident, _, hexkey = item.partition(":")
         out.append((ident, bytes.fromhex(hexkey)))
     return out
-
-
-def base_request(a: argparse.Namespace, role: Role) -> HandshakeRequest:
-    psks = psk_entries(a.psk)
-    if psks and role is Role.CLIENT:
-        ident, key = psks[0]
-        return HandshakeRequest(
-            role=role, auth=Auth.PSK, psk_identity=ident, psk_key=key, timeout=a.timeout
-        )
-    if psks:
-        table = dict(psks)
-        return HandshakeRequest(role=role, auth=Auth.PSK, psk_lookup=table.get, timeout=a.timeout)
-    cc = CertificateCredentials()
-    cc.set_trust((a.pki / "ca.pem").read_bytes())
-    if role is Role.SERVER:
-        cc.set_key_pair((a.pki / "server.pem").read_bytes(), (a.pki / "server.key").read_bytes())
-        return HandshakeRequest(
-            role=role, auth=Auth.X509, x509=cc, timeout=a.timeout, anti_replay=AntiReplay()
-        )
-    return HandshakeRequest(
-        role=role, auth=Auth.X509, peer_name="server.test", x509=cc, timeout=a.timeout
-    )
 
 
 def wait_close(sock: socket.socket, seconds: float) -> None:
@@ -123,7 +118,6 @@ def wait_close(sock: socket.socket, seconds: float) -> None:
 
 
 def serve(a: argparse.Namespace) -> None:
-    req = base_request(a, Role.SERVER)
     lsk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, IPPROTO_QUIC)
     lsk.bind(("127.0.0.1", a.port))
     lsk.setsockopt(SOL_QUIC, uapi.QUIC_SOCKOPT_ALPN, a.alpn.encode())
@@ -132,7 +126,7 @@ def serve(a: argparse.Namespace) -> None:
     lsk.settimeout(a.timeout * 2)
     for rnd in range(a.rounds):
         sock, _ = lsk.accept()
-        handshake(sock, req)
+        handshake(sock, a, "server")
         sock.settimeout(a.timeout)
         data, sid = recv_stream(sock)
         say(f"recv '{data.decode(errors='replace')}' on stream {sid}")
@@ -146,7 +140,6 @@ def serve(a: argparse.Namespace) -> None:
 
 
 def connect(a: argparse.Namespace) -> None:
-    req = base_request(a, Role.CLIENT)
     session: bytes | None = None
     for rnd in range(a.rounds):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, IPPROTO_QUIC)
@@ -157,11 +150,11 @@ def connect(a: argparse.Namespace) -> None:
         sock.connect(("127.0.0.1", a.port))
         if session:
             sock.setsockopt(SOL_QUIC, uapi.QUIC_SOCKOPT_SESSION_TICKET, session)
-        res = handshake(sock, req)
+        hs = handshake(sock, a, "client")
         if rnd + 1 < a.rounds:
-            if not res.session_data:
+            if not hs.session:
                 raise SystemExit("no session data after the first handshake (no ticket?)")
-            session = res.session_data
+            session = hs.session
             say(f"session data of {len(session)} bytes saved for resumption")
         sock.settimeout(a.timeout)
         msg = CLIENT_MESSAGES[rnd]
