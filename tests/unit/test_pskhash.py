@@ -17,7 +17,9 @@ def test_sha384_credentials_are_bound_to_sha384(kind: str) -> None:
     h = pskhash.allocate(kind, sha384=True)
     try:
         if pskhash._ALLOC2[kind] is None:  # GnuTLS < 3.8.1: the checked member write
-            entry = C.c_void_p.from_address(h + pskhash._BINDER_OFFSET[kind]).value
+            offset = pskhash.binder_offset(kind, L.version())
+            assert offset is not None
+            entry = C.c_void_p.from_address(h + offset).value
             assert entry is not None
             head = pskhash._MacHead.from_address(entry)
             assert (head.id, head.output_size) == (pskhash.GNUTLS_MAC_SHA384, 48)
@@ -31,3 +33,25 @@ def test_unknown_layout_is_refused_not_guessed() -> None:
     fake = (C.c_ubyte * 128)()  # no SHA-256 entry pointer where GnuTLS keeps it
     with pytest.raises(LocalError, match="cannot use a SHA-384 PSK"):
         pskhash.bind_sha384(C.addressof(fake), "client")
+
+
+@pytest.mark.parametrize(
+    ("version", "client", "server"),
+    [
+        ("3.6.13", 48, 56),
+        ("3.7.9", 48, 56),  # Debian 12
+        ("3.8.0", 48, 56),
+        ("3.8.1", 56, 64),  # get_function3 / pwd_callback3 added
+        ("3.8.9", 56, 64),  # Debian 13
+        ("3.6.12", None, None),
+    ],
+)
+def test_binder_offset_by_release(version: str, client: int | None, server: int | None) -> None:
+    assert pskhash.binder_offset("client", version) == client
+    assert pskhash.binder_offset("server", version) == server
+
+
+def test_a_release_without_the_member_is_refused() -> None:
+    fake = (C.c_ubyte * 128)()
+    with pytest.raises(LocalError, match=r"GnuTLS 3\.6\.12 cannot use a SHA-384 PSK"):
+        pskhash.bind_sha384(C.addressof(fake), "client", "3.6.12")

@@ -32,11 +32,21 @@ async def client_hello(identity: str, key_len: int = 32) -> bytes:
         task = asyncio.create_task(run_tcp_handshake(c, req, lambda *a: None))
         loop = asyncio.get_running_loop()
         srv.setblocking(False)
-        head = await loop.sock_recv(srv, 5)
+
+        async def read(n: int) -> bytes:
+            # bounded: a client that fails before its ClientHello must fail the test, not
+            # hang it (its result says why)
+            try:
+                return await asyncio.wait_for(loop.sock_recv(srv, n), 10)
+            except TimeoutError:
+                done = task.result() if task.done() else "still running"
+                raise AssertionError(f"no ClientHello within 10 s; the client: {done}") from None
+
+        head = await read(5)
         length = int.from_bytes(head[3:5], "big")
         record = b""
         while len(record) < length:
-            record += await loop.sock_recv(srv, length - len(record))
+            record += await read(length - len(record))
         srv.close()
         await task
         c.close()
