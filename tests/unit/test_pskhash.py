@@ -16,7 +16,7 @@ from quichsd.gnutls import pskhash
 def test_sha384_credentials_are_bound_to_sha384(kind: str) -> None:
     h = pskhash.allocate(kind, sha384=True)
     try:
-        if pskhash._ALLOC2[kind] is None:  # GnuTLS < 3.8.1: the checked member write
+        if pskhash._ALLOC2[kind] is None:  # GnuTLS < 3.8.10: the checked member write
             offset = pskhash.binder_offset(kind, L.version())
             assert offset is not None
             entry = C.c_void_p.from_address(h + offset).value
