@@ -102,6 +102,10 @@ bind() {  # $1 host path, $2 chroot path
     mount --make-rslave "$ROOT$2"
     mounts+=("$ROOT$2")
 }
+# the chroot's / a mount point of its own, as a machine's root is: tests that make a
+# private mount namespace (unshare --propagation private) need one
+mount --bind "$ROOT" "$ROOT"; mounts+=("$ROOT")
+mount --make-private "$ROOT"
 bind /proc /proc
 bind /sys /sys
 bind /dev /dev
