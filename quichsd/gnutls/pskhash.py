@@ -21,6 +21,7 @@ from typing import Any
 
 from ..errors import LocalError
 from . import _lib as L
+from .features import features, parse_version
 
 GNUTLS_MAC_SHA256 = 6
 GNUTLS_MAC_SHA384 = 7
@@ -100,18 +101,10 @@ def allocate(kind: str, sha384: bool) -> int:
     return handle
 
 
-def _release(version: str) -> tuple[int, ...]:
-    parts = []
-    for p in version.split(".")[:3]:
-        digits = "".join(ch for ch in p if ch.isdigit())  # "9-beta" -> 9
-        parts.append(int(digits or 0))
-    return tuple(parts)
-
-
 def binder_offset(kind: str, version: str) -> int | None:
     """offsetof(binder_algo) in GnuTLS ``version``'s ``kind`` credentials, or None for a
     release older than 3.6.13 (no TLS 1.3 PSK binder member to set)."""
-    release = _release(version)
+    release = parse_version(version)
     for first, offsets in _BINDER_OFFSETS:
         if release >= first:
             return offsets[kind]
@@ -120,7 +113,7 @@ def binder_offset(kind: str, version: str) -> int | None:
 
 def bind_sha384(handle: int, kind: str, version: str | None = None) -> None:
     """GnuTLS < 3.8.10: point the credential's binder hash at SHA-384 (checked first)."""
-    version = version or L.version()
+    version = version or features().version
     offset = binder_offset(kind, version)
     if offset is None:
         raise LocalError(f"GnuTLS {version} cannot use a SHA-384 PSK (3.6.13 or later can)")

@@ -10,6 +10,7 @@ import pytest
 from quichsd.errors import LocalError
 from quichsd.gnutls import _lib as L
 from quichsd.gnutls import pskhash
+from quichsd.gnutls.features import features
 
 
 @pytest.mark.parametrize("kind", ["client", "server"])
@@ -17,7 +18,7 @@ def test_sha384_credentials_are_bound_to_sha384(kind: str) -> None:
     h = pskhash.allocate(kind, sha384=True)
     try:
         if pskhash._ALLOC2[kind] is None:  # GnuTLS < 3.8.10: the checked member write
-            offset = pskhash.binder_offset(kind, L.version())
+            offset = pskhash.binder_offset(kind, features().version)
             assert offset is not None
             entry = C.c_void_p.from_address(h + offset).value
             assert entry is not None
