@@ -19,13 +19,16 @@ Secrets: :func:`read_key` copies the payload straight from the C buffer into a
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 from dataclasses import dataclass
 from typing import Any
 
 from quichsd.errors import QuichsdError
+from quichsd.libc import libc
+
+#: libkeyutils by its soname, as the dynamic linker finds it (no ldconfig search)
+KEYUTILS_SONAME = "libkeyutils.so.1"
 
 # Special keyring ids (linux/keyctl.h).
 KEY_SPEC_THREAD_KEYRING = -1
@@ -92,12 +95,12 @@ class _Lib:
     """The loaded libraries with their prototypes; created on first use."""
 
     def __init__(self) -> None:
-        path = ctypes.util.find_library("keyutils") or "libkeyutils.so.1"
+        path = KEYUTILS_SONAME
         try:
             lib = ctypes.CDLL(path, use_errno=True)
         except OSError as exc:
             raise KeyutilsUnavailable(path, str(exc)) from exc
-        self.libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        self.libc = libc()
         c_char_p, c_void_p, c_long, c_int = (
             ctypes.c_char_p,
             ctypes.c_void_p,

@@ -23,13 +23,13 @@ Contract (as the lxin/quic kernel module behaves, docs/kernel-interfaces.md §2)
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import socket
 from collections.abc import Iterable
 from typing import Any, Protocol, overload, runtime_checkable
 
 from . import uapi
+from .libc import libc
 
 Ancillary = list[tuple[int, int, bytes]]
 
@@ -84,16 +84,11 @@ def peer_address(sock: QuicSocket) -> str | None:
 #: range"), but the kernel's SESSION_TICKET option needs up to QUIC_TICKET_MAX_LEN (4096).
 PY_GETSOCKOPT_MAX = 1024
 
-_libc: ctypes.CDLL | None = None
-
 
 def _libc_getsockopt(fd: int, level: int, optname: int, buflen: int) -> bytes:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     buf = ctypes.create_string_buffer(buflen)
     size = ctypes.c_uint32(buflen)
-    rc = _libc.getsockopt(
+    rc = libc().getsockopt(
         ctypes.c_int(fd),
         ctypes.c_int(level),
         ctypes.c_int(optname),

@@ -20,6 +20,7 @@ import socket
 import struct
 from dataclasses import dataclass, field
 
+from ..libc import libc
 from .codec import MAX_MESSAGE
 
 _UCRED = struct.Struct("3i")
@@ -28,7 +29,6 @@ SO_PEERGROUPS = 59
 _GID = struct.Struct("I")
 _PY_MAX_OPTLEN = 1024
 _NGROUPS_MAX = 65536
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclass
@@ -83,7 +83,7 @@ def peer_groups(conn: socket.socket) -> tuple[int, ...]:
 def _getsockopt_long(fd: int, opt: int, size: int) -> bytes:
     buf = ctypes.create_string_buffer(size)
     n = ctypes.c_uint32(size)
-    if _libc.getsockopt(fd, socket.SOL_SOCKET, opt, buf, ctypes.byref(n)) != 0:
+    if libc().getsockopt(fd, socket.SOL_SOCKET, opt, buf, ctypes.byref(n)) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
     return buf.raw[: n.value]

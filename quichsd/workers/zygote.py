@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import ctypes.util
 import logging
 import os
 import signal
@@ -40,6 +39,7 @@ from types import FrameType
 
 from .. import signals
 from ..heap import release_free_heap
+from ..libc import libc
 
 log = logging.getLogger("quichsd.workers")
 
@@ -53,8 +53,7 @@ WorkerMain = Callable[[socket.socket, socket.socket], int]
 
 def set_parent_death_signal(sig: int, parent: int) -> None:
     """Get ``sig`` when the parent dies; exit at once if it already has."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
+    if libc().prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
         log.warning("prctl(PR_SET_PDEATHSIG): %s", os.strerror(ctypes.get_errno()))
     if os.getppid() != parent:
         os._exit(0)
