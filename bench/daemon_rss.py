@@ -19,12 +19,14 @@ that plus asyncio imported without ssl, as the daemon does (quichsd/lean_asyncio
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from . import deps_rss
 from .fixture import CONFIG, OUT, ROOT
 
 SOCKET = OUT / "daemon-rss.sock"
@@ -85,14 +87,22 @@ def config(workers: int) -> Path:
     return path
 
 
+#: the idle daemon's module names (workers: 1), for bench.deps_rss
+MODULES = OUT / "daemon-modules.json"
+
+
 def measure(workers: int = 1, settle: float = 2.0, limit: float = 20.0) -> dict[str, Any]:
     OUT.mkdir(parents=True, exist_ok=True)
     cfg = config(workers)
     cmd = [sys.executable, "-m", "bench.daemon_run", str(cfg)]
+    env = dict(os.environ)
+    if workers == 1:
+        MODULES.unlink(missing_ok=True)
+        env["QUICHSD_BENCH_MODULES"] = str(MODULES)
     # main process, plus the fork server and the workers when workers > 1
     expect = 1 if workers < 2 else 2 + workers
     p = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     try:
         assert p.stderr is not None
@@ -148,6 +158,7 @@ def run(settle: float = 2.0) -> dict[str, Any]:
     for w in (1, 2, 3):
         res[f"workers{w}"] = measure(w, settle)
     res["extra_worker_pss_kb"] = res["workers3"]["pss_total_kb"] - res["workers2"]["pss_total_kb"]
+    res["deps"] = deps_rss.run(MODULES)  # written by the workers: 1 daemon when it stopped
     return res
 
 

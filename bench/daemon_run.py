@@ -12,6 +12,7 @@ process measured is the daemon's.
 from __future__ import annotations
 
 import importlib.machinery
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -86,6 +87,13 @@ class _PatchDaemon:
         return spec
 
 
+#: where to write the daemon's module names (import order) when it has stopped, if set
+MODULES_ENV = "QUICHSD_BENCH_MODULES"
+
 if __name__ == "__main__":
     sys.meta_path.insert(0, _PatchDaemon())
-    sys.exit(cli.main(["-s", "-c", sys.argv[1]]))
+    rc = cli.main(["-s", "-c", sys.argv[1]])
+    if os.environ.get(MODULES_ENV):
+        with open(os.environ[MODULES_ENV], "w") as f:  # os and open: no import here
+            f.write("[" + ", ".join(f'"{m}"' for m in sys.modules) + "]\n")
+    sys.exit(rc)

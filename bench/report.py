@@ -121,6 +121,25 @@ def _mem_rows(mem: dict[str, Any]) -> list[str]:
         f"{name} {f['rss_kb']}/{f['pss_kb']}" for name, f in daemon["floors"].items()
     )
     rows.append(f"floors, RSS/PSS (KB): C floor {mem['floor_idle_rss_kb']} RSS; {floors}")
+    return rows + _deps_rows(daemon.get("deps"))
+
+
+def _deps_rows(deps: dict[str, Any] | None) -> list[str]:
+    """What pyroute2 and PyYAML cost at idle (bench/deps_rss.py)."""
+    if deps is None:
+        return []
+    rows = [
+        "",
+        f"Import-time RSS of the idle daemon's {deps['quichsd_modules']} quichsd modules "
+        "(bench/deps_rss.py; median of 3)",
+    ]
+    for name, v in deps["variants"].items():
+        cost = deps["cost_kb"].get(name)
+        rows.append(
+            f"  {name:<30} {v['rss_kb']:6d} KB  {v['modules']:4d} modules"
+            + (f"   library share {cost:5d} KB" if cost is not None else "")
+            + (f"   IMPORT FAILED: {'; '.join(v['failed'])}" if v["failed"] else "")
+        )
     return rows
 
 
