@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """The C library this process already runs on, for the few calls Python's os and socket
-modules do not offer (prctl, keyctl's helpers, getsockopt with a large buffer, recvmsg of
-SO_PEERGROUPS).
+modules do not offer: prctl, free for libkeyutils' buffers, and getsockopt with a buffer
+larger than CPython's 1024 bytes (QUIC session tickets, SO_PEERGROUPS).
 
 ``ctypes.CDLL(None)`` is ``dlopen(NULL)``: the libraries already loaded into the process,
 libc among them. ``ctypes.util.find_library("c")`` is not used: on Linux it runs

@@ -778,13 +778,15 @@ def stranger_connect(hostnqn: str, hostid: str) -> tuple[int, str, int]:
     session keyring of a child process (``keyctl session``): the daemon's host side reads
     it by serial (user permission), but its target side, searching its own session
     keyring (.nvme linked), cannot find the identity. Returns (shell rc, output, serial)."""
-    key = os.urandom(32).hex()
+    # the key as printf octal escapes: sh's printf writes the raw bytes (no xxd, which a
+    # fresh Debian 13 root does not have)
+    key = "".join(f"\\{b:03o}" for b in os.urandom(32))
     opts = (
         f"transport=tcp,traddr=127.0.0.1,trsvcid={NVME_PORT},nqn={SUBNQN},"
         f"hostnqn={hostnqn},hostid={hostid},nr_io_queues=1,tls,tls_key=$k"
     )
     script = (
-        f"k=$(echo {key} | xxd -r -p | keyctl padd psk 'NVMe1R01 {hostnqn} {SUBNQN}' @s) && "
+        f"k=$(printf '{key}' | keyctl padd psk 'NVMe1R01 {hostnqn} {SUBNQN}' @s) && "
         "keyctl setperm $k 0x3f3f0000 && echo serial=$k && "
         f'echo "{opts}" > /dev/nvme-fabrics'
     )
