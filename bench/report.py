@@ -205,8 +205,9 @@ def _goals(res: dict[str, Any]) -> list[str]:
         cpu_req = {r["workers"]: 1e6 * r["main_cpu_s"] / r["n"] for r in res["workers"]}
         rows.append(
             f"  main process CPU per request: {cpu_req[2]:.0f} µs with 2 workers, "
-            f"{cpu_req[1]:.0f} µs inline (the whole pair); on 2 cores that bounds 2 workers "
-            f"at x{2 * cpu_req[1] / (cpu_req[1] + cpu_req[2]):.2f}"
+            f"{cpu_req[1]:.0f} µs inline (the whole pair); on 2 cores that leaves 2 workers "
+            f"about x{2 * cpu_req[1] / (cpu_req[1] + cpu_req[2]):.2f} "
+            "(a worker's cost taken as inline's)"
         )
     return rows
 
